@@ -1,0 +1,113 @@
+"""The model catalog: data (catalog.json), not code.
+
+An alias (`claude-sonnet-4-5`), the Anthropic id (`claude-sonnet-4-5-20250929`), the Bedrock model id,
+any of its inference profile ids, and the Vertex id all resolve to the same entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+RESIDENCIES = ("us", "eu", "apac", "global")
+TIERS = ("haiku", "sonnet", "opus")
+_CATALOG_PATH = Path(__file__).resolve().parent.parent / "catalog.json"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    alias: str
+    anthropic_id: str
+    tier: str
+    bedrock_model_id: str
+    bedrock_profiles: dict[str, str]  # residency -> inference profile id
+    vertex_model_id: str
+    prices: Prices
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (
+            self.alias,
+            self.anthropic_id,
+            self.bedrock_model_id,
+            self.vertex_model_id,
+            *self.bedrock_profiles.values(),
+        )
+
+    def cost_usd(
+        self,
+        residency: str,
+        provider: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        geo_uplift: float,
+    ) -> float:
+        p = self.prices
+        cost = (
+            input_tokens * p.input
+            + output_tokens * p.output
+            + cache_read_tokens * p.cache_read
+            + cache_write_tokens * p.cache_write
+        ) / 1_000_000
+        # Geographic cross-region profiles are priced above the global ones.
+        if provider == "bedrock" and residency != "global":
+            cost *= 1 + geo_uplift
+        return round(cost, 8)
+
+
+class Catalog:
+    def __init__(self, entries: list[CatalogEntry], *, geo_uplift: float) -> None:
+        self.entries = entries
+        self.geo_uplift = geo_uplift
+        self._by_id: dict[str, CatalogEntry] = {}
+        for entry in entries:
+            for model_id in entry.ids:
+                if model_id in self._by_id and self._by_id[model_id] is not entry:
+                    raise ValueError(f"catalog: model id {model_id!r} names two entries")
+                self._by_id[model_id] = entry
+
+    def resolve(self, model: str) -> CatalogEntry | None:
+        return self._by_id.get(model)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Catalog:
+        entries = []
+        for raw in data["models"]:
+            if raw["tier"] not in TIERS:
+                raise ValueError(f"catalog: {raw['alias']}: unknown tier {raw['tier']!r}")
+            unknown = set(raw["bedrock_profiles"]) - set(RESIDENCIES)
+            if unknown:
+                raise ValueError(f"catalog: {raw['alias']}: unknown residencies {sorted(unknown)}")
+            entries.append(
+                CatalogEntry(
+                    alias=raw["alias"],
+                    anthropic_id=raw["anthropic_id"],
+                    tier=raw["tier"],
+                    bedrock_model_id=raw["bedrock_model_id"],
+                    bedrock_profiles=dict(raw["bedrock_profiles"]),
+                    vertex_model_id=raw["vertex_model_id"],
+                    prices=Prices(**raw["prices"]),
+                )
+            )
+        return cls(entries, geo_uplift=float(data["geo_uplift"]))
+
+
+@cache
+def load_catalog(path: str | None = None) -> Catalog:
+    return Catalog.from_dict(json.loads(Path(path or _CATALOG_PATH).read_text()))
