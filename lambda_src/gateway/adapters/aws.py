@@ -1,0 +1,33 @@
+"""botocore clients for the adapters, made once per container.
+
+botocore rather than boto3: the resource layer is never used and its import costs cold start.
+Endpoints come from botocore's own configuration (`AWS_ENDPOINT_URL` points every client at the
+moto server in the local stack and the tests), so no adapter knows where it runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+_lock = threading.Lock()
+
+
+@cache
+def _session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def client(service: str, region: str, *, endpoint_url: str | None = None, **config: Any) -> Any:
+    """A botocore client; `config` goes to botocore.config.Config (timeouts, retries, pool size)."""
+    from botocore.config import Config
+
+    options = {"retries": {"max_attempts": 2, "mode": "standard"}, "max_pool_connections": 64, **config}
+    # Creating clients from one session is not thread safe; adapters may build theirs lazily in threads.
+    with _lock:
+        return _session().create_client(
+            service, region_name=region, endpoint_url=endpoint_url, config=Config(**options)
+        )
