@@ -117,6 +117,9 @@ class Exchange:
     status: int | None = None
     error_type: str | None = None
     quota_decision: str | None = None  # "granted", "refused:<window>", ...
+    # Which outcome record the audit sink writes: "response" (served), "denied" (refused by policy
+    # or quota after the authorizer let it in), "error" (bad input, upstream or gateway failure).
+    outcome: Literal["response", "denied", "error"] | None = None
 
 
 class Reservation(Protocol):
