@@ -1,0 +1,169 @@
+"""The audit record is the one definition of the schema: the model, the Glue columns and the DuckDB
+columns agree, records carry no prompt text, and every named query parses against the DuckDB table."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+import pytest
+from gateway.domain.catalog import load_catalog
+from gateway.domain.ports import (
+    Attempt,
+    CallerIdentity,
+    Exchange,
+    MessagesRequest,
+    PolicyDecision,
+    Principal,
+    RequestMeta,
+    Usage,
+)
+from gateway.models import audit
+from gateway.models.audit import AuditRecord
+
+from stacks.audit_queries import AUDIT_TABLE, NAMED_QUERIES
+
+SECRET_PROMPT = "the launch code is swordfish"
+SECRET_COMPLETION = "understood, swordfish it is"
+
+
+def served_exchange() -> Exchange:
+    entry = load_catalog().entries[0]
+    body = {"model": entry.alias, "max_tokens": 64, "messages": [{"role": "user", "content": SECRET_PROMPT}]}
+    ex = Exchange(
+        meta=RequestMeta(request_id="req-1", source_ip="10.0.0.9", user_agent="anthropic-python/0.70"),
+        identity=CallerIdentity("sub-1", "user", "client-1", frozenset({"invoke"}), {"sub": "sub-1"}),
+        principal=Principal(id="sub-1", tenant_id="acme", roles=("basic_user",), pseudonym="ps-abc"),
+        request=MessagesRequest(
+            model=entry.alias,
+            max_tokens=64,
+            stream=False,
+            uses_tools=False,
+            has_images=False,
+            estimated_input_tokens=12,
+            body=body,
+            body_sha256="a" * 64,
+        ),
+        decision=PolicyDecision(entry=entry, residency="us", body=body),
+        started_at=1795405200.0,  # 2026-11-23T03:40:00Z
+        quota_decision="granted",
+    )
+    ex.attempts = [
+        Attempt("bedrock", "us-east-1", "m", error="429 ThrottlingException", status=429),
+        Attempt("bedrock", "us-west-2", "m-served"),
+    ]
+    ex.served_by = ex.attempts[-1]
+    ex.usage = Usage(
+        input_tokens=12, output_tokens=30, cache_read_input_tokens=2, cache_creation_input_tokens=1
+    )
+    ex.cost_usd = 0.000456
+    ex.response_sha256 = "b" * 64
+    ex.first_byte_at = ex.started_at + 0.25
+    ex.finished_at = ex.started_at + 1.5
+    ex.status = 200
+    ex.outcome = "response"
+    return ex
+
+
+def test_glue_and_duckdb_columns_come_from_the_record_fields():
+    names = audit.column_names()
+    assert [n for n, _ in audit.glue_columns()] == names
+    assert [n for n, _ in audit.duckdb_columns()] == names
+    required = {
+        "schema_version", "event_id", "event_time", "request_id", "event_type", "tenant_id", "principal",
+        "model_alias", "provider", "region", "upstream_model_id", "request_sha256", "response_sha256",
+        "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "latency_ms",
+        "ttfb_ms", "status", "error_type", "attempts", "quota_decision", "source_ip", "user_agent",
+    }  # fmt: skip
+    assert required <= set(names)
+    # The partitions are columns of both engines' tables, never data fields (no clash).
+    assert not {k for k, _ in audit.PARTITION_KEYS} & set(names)
+
+
+def test_glue_and_duckdb_types_correspond():
+    pairs = {"string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
+    for (name, glue), (_, duck) in zip(audit.glue_columns(), audit.duckdb_columns(), strict=True):
+        if name == "attempts":
+            assert glue == "array<struct<provider:string,region:string,error:string,status:bigint>>"
+            assert duck == "STRUCT(provider VARCHAR, region VARCHAR, error VARCHAR, status BIGINT)[]"
+        else:
+            assert pairs[glue] == duck, name
+
+
+def test_response_record_from_exchange():
+    record = AuditRecord.from_exchange(served_exchange(), "response")
+    assert record.schema_version == audit.SCHEMA_VERSION
+    assert record.event_time == "2026-11-23T03:40:01.500Z"
+    assert record.dt == "2026-11-23"
+    assert (record.tenant_id, record.principal) == ("acme", "ps-abc")
+    assert (record.provider, record.region, record.upstream_model_id) == ("bedrock", "us-west-2", "m-served")
+    assert (record.input_tokens, record.output_tokens) == (12, 30)
+    assert (record.cache_read_tokens, record.cache_write_tokens) == (2, 1)
+    assert (record.latency_ms, record.ttfb_ms, record.status) == (1500, 250, 200)
+    assert record.attempt_count == 2
+    assert record.attempts[0].error == "429 ThrottlingException"
+    assert record.cost_usd == pytest.approx(0.000456)
+
+
+def test_request_record_has_no_outcome_facts_and_distinct_stable_id():
+    ex = served_exchange()
+    req = AuditRecord.from_exchange(ex, "request")
+    assert req.event_time == "2026-11-23T03:40:00.000Z"
+    assert req.input_tokens is None and req.status is None and req.attempts == [] and req.latency_ms is None
+    assert req.request_sha256 == "a" * 64
+    again = AuditRecord.from_exchange(ex, "request")
+    assert again.event_id == req.event_id  # a retried record keeps its id
+    assert AuditRecord.from_exchange(ex, "response").event_id != req.event_id
+
+
+def test_record_without_principal_uses_unknown_tenant_and_no_pseudonym():
+    ex = Exchange(meta=RequestMeta(request_id="r"))
+    ex.status, ex.error_type, ex.outcome = 403, "permission_error", "denied"
+    record = AuditRecord.from_exchange(ex, "denied")
+    assert record.tenant_id == audit.UNKNOWN_TENANT and record.principal is None
+
+
+def test_json_is_compact_round_trips_and_never_holds_prompt_or_completion_text():
+    ex = served_exchange()
+    for event_type in ("request", "response"):
+        record = AuditRecord.from_exchange(ex, event_type)
+        text = record.to_json()
+        assert "\n" not in text and ": " not in text
+        assert SECRET_PROMPT not in text and "swordfish" not in text and "sub-1" not in text
+        assert AuditRecord.from_json(text) == record
+        assert list(json.loads(text)) == audit.column_names()
+
+
+def test_unknown_event_type_is_refused():
+    with pytest.raises(ValueError):
+        AuditRecord.from_exchange(served_exchange(), "deleted")
+
+
+def test_iso_millis_rounds_into_the_next_second():
+    assert audit.iso_millis(0.9996) == "1970-01-01T00:00:01.000Z"
+
+
+@pytest.fixture
+def con():
+    con = duckdb.connect()
+    cols = ", ".join(
+        f"{n} {t}" for n, t in audit.duckdb_columns() + [("tenant", "VARCHAR"), ("dt", "VARCHAR")]
+    )
+    con.execute(f"CREATE TABLE {AUDIT_TABLE} ({cols})")
+    return con
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_QUERIES))
+def test_named_queries_run_in_duckdb(con, name):
+    description, sql = NAMED_QUERIES[name]
+    assert description and sql.strip().upper().startswith("SELECT")
+    params = ["x"] * sql.count("?")
+    con.execute(sql, params).fetchall()  # binds every column: a renamed field fails here
+
+
+def test_named_queries_use_no_engine_specific_functions():
+    # Functions that exist in only one of Trino and DuckDB would pass the DuckDB run and fail in Athena.
+    banned = r"\b(cardinality|len|list_\w+|array_length|strftime|date_trunc|from_iso8601_\w+|try_cast|::)"
+    for name, (_, sql) in NAMED_QUERIES.items():
+        assert not re.search(banned, sql, re.IGNORECASE), name
