@@ -1,0 +1,171 @@
+"""Deterministic model replies for the emulators: the same request always gets the same answer.
+
+Usage is realistic enough for quota and cost tests: input tokens from the body size (about 4 bytes
+per token, as English text averages), output tokens one per word of the reply. max_tokens is
+honoured (the reply is cut and stop_reason is "max_tokens"), and a request that offers tools and
+asks for one ("use the tool", "call <name>", "use <name>") gets a tool_use reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.domain.catalog import load_catalog
+
+
+@dataclass(frozen=True)
+class Reply:
+    message_id: str
+    model: str
+    words: tuple[str, ...]  # text content, one token per word
+    tool_use: dict[str, Any] | None
+    stop_reason: str
+    input_tokens: int
+
+    @property
+    def output_tokens(self) -> int:
+        tool_tokens = len(json.dumps(self.tool_use["input"])) // 4 + 10 if self.tool_use else 0
+        return max(1, len(self.words) + tool_tokens)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": self.output_tokens,
+        }
+
+    def content(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if self.words:
+            blocks.append({"type": "text", "text": self.text})
+        if self.tool_use:
+            blocks.append(self.tool_use)
+        return blocks
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": self.content(),
+            "stop_reason": self.stop_reason,
+            "stop_sequence": None,
+            "usage": self.usage(),
+        }
+
+    def events(self) -> list[dict[str, Any]]:
+        """The Anthropic streaming events, in order, as the Messages API sends them."""
+        start = {**self.message(), "content": [], "stop_reason": None}
+        start["usage"] = {**self.usage(), "output_tokens": 1}
+        events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+        index = 0
+        if self.words:
+            events.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            for i, word in enumerate(self.words):
+                piece = word if i == 0 else " " + word
+                events.append(
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                )
+            events.append({"type": "content_block_stop", "index": 0})
+            index = 1
+        if self.tool_use:
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {**self.tool_use, "input": {}}}
+            )
+            events.append(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": json.dumps(self.tool_use["input"])},
+                }
+            )
+            events.append({"type": "content_block_stop", "index": index})
+        events.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": self.output_tokens},
+            }
+        )
+        events.append({"type": "message_stop"})
+        return events
+
+
+def model_name(model_id: str) -> str:
+    """The Anthropic model id the providers report for a Bedrock/Vertex id (the id itself if unknown)."""
+    entry = load_catalog().resolve(model_id)
+    return entry.anthropic_id if entry else model_id
+
+
+def known_model(model_id: str) -> bool:
+    return load_catalog().resolve(model_id) is not None
+
+
+def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
+    prompt = _last_user_text(body.get("messages") or [])
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    max_tokens = int(body.get("max_tokens") or 1)
+    tool = _requested_tool(body.get("tools") or [], prompt)
+    words = ["Emulated", "reply", "to:", *prompt.split()[:40]] if prompt else ["Emulated", "reply."]
+    stop_reason = "end_turn"
+    tool_use = None
+    if tool is not None:
+        words = ["Calling", tool["name"] + "."]
+        tool_use = {
+            "type": "tool_use",
+            "id": "toolu_emu" + digest[:20],
+            "name": tool["name"],
+            "input": _example_input(tool.get("input_schema") or {}),
+        }
+        stop_reason = "tool_use"
+    if len(words) > max_tokens:
+        words, tool_use, stop_reason = words[:max_tokens], None, "max_tokens"
+    return Reply(
+        message_id="msg_emu" + digest[:24],
+        model=model_name(model_id),
+        words=tuple(words),
+        tool_use=tool_use,
+        stop_reason=stop_reason,
+        input_tokens=max(1, raw_size // 4),
+    )
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _requested_tool(tools: list[Any], prompt: str) -> dict[str, Any] | None:
+    named = [t for t in tools if isinstance(t, dict) and t.get("name")]
+    if not named:
+        return None
+    lowered = prompt.lower()
+    for tool in named:
+        if re.search(rf"\b(use|call)\s+(the\s+)?{re.escape(tool['name'].lower())}\b", lowered):
+            return tool
+    if re.search(r"\b(use|call)\s+(the|a)\s+tool\b", lowered):
+        return named[0]
+    return None
+
+
+def _example_input(schema: dict[str, Any]) -> dict[str, Any]:
+    examples = {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+    props = schema.get("properties") or {}
+    return {name: examples.get((spec or {}).get("type", "string"), "example") for name, spec in props.items()}
