@@ -1,0 +1,179 @@
+"""The audit sink: audit records to the Kinesis audit stream (DESIGN.md steps 4 and 7).
+
+- `record_request` is on the critical path and fails closed: if the `request` record cannot be put,
+  it raises AuditUnavailableError (a 503) and the pipeline never calls the model.
+- `record_outcome` must not lose a record and must not fail the request: it retries with backoff,
+  then sends the record to the audit dead-letter queue (SQS); if even that fails, the record goes to
+  the function's log as a last copy. It never raises.
+- Records of requests that Vertex served are mirrored to Google Cloud Logging when the environment
+  turns it on, in the background, never on the critical path.
+
+Each Kinesis record is one compact JSON object and a newline, so whatever concatenates records
+(Firehose, the local pump) writes newline-delimited JSON without a delimiter processor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from gateway.adapters.aws import client
+from gateway.domain.errors import ServiceUnavailableError
+from gateway.domain.ports import Exchange
+from gateway.models.audit import AuditRecord
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.audit")
+
+METRIC_NAMESPACE = "ClaudeGateway"
+# Delays between outcome attempts: 4 puts over about 1.4 s (plus jitter) before the DLQ takes it.
+OUTCOME_RETRY_DELAYS = (0.1, 0.3, 1.0)
+
+
+class AuditUnavailableError(ServiceUnavailableError):
+    """The request record could not be written: the gateway refuses to call the model unaudited."""
+
+    def __init__(self, message: str = "the audit trail is unavailable; the request was not sent") -> None:
+        super().__init__(message)
+
+
+class KinesisAuditSink:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kinesis: Any = None,
+        sqs: Any = None,
+        mirror: Any = None,
+        retry_delays: Sequence[float] = OUTCOME_RETRY_DELAYS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        emit: Callable[[str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._kinesis = kinesis
+        self._sqs = sqs
+        self._mirror = mirror
+        self._retry_delays = tuple(retry_delays)
+        self._sleep = sleep
+        self._emit = emit or _print_line
+        self._mirror_tasks: set[asyncio.Task[Any]] = set()
+
+    # Clients are built on first use (not at import or construction): the app starts before any call.
+    @property
+    def kinesis(self) -> Any:
+        if self._kinesis is None:
+            # Short timeouts: the request record is on the critical path, and a stuck put must end in a 503.
+            self._kinesis = client("kinesis", self._settings.region, connect_timeout=2, read_timeout=3)
+        return self._kinesis
+
+    @property
+    def sqs(self) -> Any:
+        if self._sqs is None:
+            self._sqs = client("sqs", self._settings.region, connect_timeout=2, read_timeout=5)
+        return self._sqs
+
+    async def record_request(self, exchange: Exchange) -> None:
+        record = AuditRecord.from_exchange(exchange, "request")
+        try:
+            await asyncio.to_thread(self._put, record)
+        except Exception as exc:  # any failure to write means: do not call the model
+            log.error("audit request record not written (request %s): %r", record.request_id, exc)
+            raise AuditUnavailableError() from exc
+
+    async def record_outcome(self, exchange: Exchange) -> None:
+        try:
+            record = AuditRecord.from_exchange(exchange, exchange.outcome or "error")
+        except Exception:  # a bug in building the record must not fail the request either
+            log.exception("audit outcome record could not be built (request %s)", exchange.meta.request_id)
+            return
+        if self._mirror is not None and record.provider == "vertex":
+            self._mirror_in_background(record)
+        for attempt, delay in enumerate((*self._retry_delays, None)):
+            try:
+                await asyncio.to_thread(self._put, record)
+                return
+            except Exception as exc:
+                log.warning(
+                    "audit %s record put failed (attempt %d): %r", record.event_type, attempt + 1, exc
+                )
+            if delay is not None:
+                await self._sleep(delay * (1 + random.random() / 2))
+        await self._dead_letter(record)
+
+    def _put(self, record: AuditRecord) -> None:
+        self.kinesis.put_record(
+            StreamName=self._settings.audit_stream,
+            Data=(record.to_json() + "\n").encode(),
+            PartitionKey=record.tenant_id,
+        )
+
+    async def _dead_letter(self, record: AuditRecord) -> None:
+        body = record.to_json()
+        try:
+            await asyncio.to_thread(
+                self.sqs.send_message,
+                QueueUrl=self._settings.audit_dlq_url,
+                MessageBody=body,
+                MessageAttributes={
+                    "event_type": {"DataType": "String", "StringValue": record.event_type},
+                    "tenant_id": {"DataType": "String", "StringValue": record.tenant_id},
+                },
+            )
+        except Exception as exc:
+            # Last copy: the log group keeps it, and an alarm on the metric calls for a replay from it.
+            log.error("audit record lost to both stream and DLQ: %r", exc)
+            self._emit(json.dumps({"audit_record_unsent": json.loads(body)}, separators=(",", ":")))
+            self._emit(emf_metric("AuditUndeliverable", 1, event_type=record.event_type))
+            return
+        self._emit(emf_metric("AuditDeadLettered", 1, event_type=record.event_type))
+
+    def _mirror_in_background(self, record: AuditRecord) -> None:
+        async def run() -> None:
+            try:
+                await self._mirror.write(record)
+            except Exception as exc:  # the mirror is a copy: never let it affect the request
+                log.warning("cloud logging mirror failed: %r", exc)
+
+        try:
+            task = asyncio.get_running_loop().create_task(run())
+        except RuntimeError:
+            return
+        self._mirror_tasks.add(task)
+        task.add_done_callback(self._mirror_tasks.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background mirror writes (shutdown and tests)."""
+        if self._mirror_tasks:
+            await asyncio.wait(set(self._mirror_tasks), timeout=timeout)
+
+
+def emf_metric(name: str, value: float, *, unit: str = "Count", **dimensions: str) -> str:
+    """A CloudWatch Embedded Metric Format line: the metric costs a log line, not an API call."""
+    return json.dumps(
+        {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRIC_NAMESPACE,
+                        "Dimensions": [sorted(dimensions)] if dimensions else [[]],
+                        "Metrics": [{"Name": name, "Unit": unit}],
+                    }
+                ],
+            },
+            name: value,
+            **dimensions,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
