@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from audit_helpers are parameters here)
 """KinesisAuditSink against a moto server over HTTP, with faults injected into the real clients."""
 
 from __future__ import annotations
