@@ -40,3 +40,74 @@ USAGE = TableDefinition(logical_id="UsageTable", partition_key="pk", sort_key="s
 AUDIT_RECORDS_PREFIX = "audit/"
 ACCESS_LOGS_PREFIX = "access-logs/"
 ATHENA_RESULTS_PREFIX = "athena-results/"
+
+
+@dataclass(frozen=True)
+class StreamDefinition:
+    logical_id: str
+    retention_hours: int
+    shard_count: int
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    logical_id: str
+    retention_seconds: int
+
+
+@dataclass(frozen=True)
+class BucketDefinition:
+    logical_id: str
+    object_lock: bool
+    versioned: bool
+
+
+@dataclass(frozen=True)
+class AppClientDefinition:
+    logical_id: str
+    generate_secret: bool
+    auth_flows: tuple[str, ...]  # Cognito ExplicitAuthFlows
+    oauth_flows: tuple[str, ...]  # "code" for people, "client_credentials" for machines
+    oauth_scopes: tuple[str, ...]  # full names, "<resource-server>/<scope>" or OIDC scopes
+
+
+@dataclass(frozen=True)
+class UserPoolDefinition:
+    logical_id: str
+    resource_server: str  # identifier; the invoke scope is "<resource_server>/invoke"
+    scopes: tuple[str, ...]
+    clients: tuple[AppClientDefinition, ...]
+
+    @property
+    def invoke_scope(self) -> str:
+        return f"{self.resource_server}/invoke"
+
+
+# Audit records wait here for Firehose (or the local pump); 7 days covers a delivery outage.
+AUDIT_STREAM = StreamDefinition(logical_id="AuditStream", retention_hours=168, shard_count=1)
+# Audit records that could not be put on the stream after retries.
+AUDIT_DLQ = QueueDefinition(logical_id="AuditDlq", retention_seconds=14 * 24 * 3600)
+AUDIT_BUCKET = BucketDefinition(logical_id="AuditBucket", object_lock=True, versioned=True)
+
+# People sign in with the authorization code flow (PKCE) in the cloud; the local stack uses the
+# password flow against moto. Machine callers use client credentials with the invoke scope.
+PEOPLE_CLIENT = AppClientDefinition(
+    logical_id="PeopleClient",
+    generate_secret=False,
+    auth_flows=("ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"),
+    oauth_flows=("code",),
+    oauth_scopes=("openid", "email", "gateway/invoke"),
+)
+MACHINE_CLIENT = AppClientDefinition(
+    logical_id="MachineClient",
+    generate_secret=True,
+    auth_flows=("ALLOW_REFRESH_TOKEN_AUTH",),
+    oauth_flows=("client_credentials",),
+    oauth_scopes=("gateway/invoke",),
+)
+USER_POOL = UserPoolDefinition(
+    logical_id="UserPool",
+    resource_server="gateway",
+    scopes=("invoke",),
+    clients=(PEOPLE_CLIENT, MACHINE_CLIENT),
+)
