@@ -1,0 +1,95 @@
+"""HTTP only: read the request (claims, body), call the domain, render. Shared helpers for the routes.
+
+The caller's identity comes from the API Gateway request context that the Lambda Web Adapter passes as
+JSON in `x-amzn-request-context` (the local authorizer builds the same header): the Cognito authorizer's
+claims are at ["authorizer"]["claims"], the request id at ["requestId"], the source IP at
+["identity"]["sourceIp"].
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+
+from gateway.domain.errors import AuthenticationError, RequestTooLargeError
+from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+
+CONTEXT_HEADER = "x-amzn-request-context"
+
+
+def request_context(scope: dict[str, Any]) -> dict[str, Any]:
+    """The parsed request context (cached in the scope); {} when absent or unreadable."""
+    state = scope.setdefault("state", {})
+    if "gateway_context" not in state:
+        raw = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-amzn-request-context":
+                raw = value
+                break
+        try:
+            context = json.loads(raw) if raw else {}
+        except ValueError:
+            context = {}
+        state["gateway_context"] = context if isinstance(context, dict) else {}
+    return state["gateway_context"]
+
+
+def request_id(scope: dict[str, Any]) -> str:
+    state = scope.setdefault("state", {})
+    if "request_id" not in state:
+        rid = request_context(scope).get("requestId")
+        state["request_id"] = rid if isinstance(rid, str) and rid else str(uuid.uuid4())
+    return state["request_id"]
+
+
+def caller_identity(scope: dict[str, Any]) -> CallerIdentity:
+    authorizer = request_context(scope).get("authorizer")
+    claims = authorizer.get("claims") if isinstance(authorizer, dict) else None
+    if not isinstance(claims, dict) or not claims.get("sub"):
+        # API Gateway's authorizer rejects these first; the app fails closed all the same.
+        raise AuthenticationError("missing or invalid authorizer claims")
+    claims = {str(k): str(v) for k, v in claims.items()}
+    client_id = claims.get("client_id") or claims.get("aud") or ""
+    # Client-credentials tokens have sub == client id and no username: a machine caller.
+    machine = bool(client_id) and claims["sub"] == client_id
+    return CallerIdentity(
+        principal_id=client_id if machine else claims["sub"],
+        kind="client" if machine else "user",
+        client_id=client_id,
+        scopes=frozenset(claims.get("scope", "").split()),
+        claims=claims,
+    )
+
+
+def request_meta(request: Request) -> RequestMeta:
+    identity = request_context(request.scope).get("identity")
+    source_ip = identity.get("sourceIp", "") if isinstance(identity, dict) else ""
+    if not source_ip and request.client:
+        source_ip = request.client.host
+    return RequestMeta(
+        request_id=request_id(request.scope),
+        source_ip=str(source_ip),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+
+
+def new_exchange(request: Request) -> Exchange:
+    return Exchange(meta=request_meta(request))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

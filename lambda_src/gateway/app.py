@@ -1,0 +1,201 @@
+"""create_app: wiring of the ASGI app (routes -> pipeline -> ports and adapters).
+
+`None` for a port means the real adapter, imported here lazily so that tests and the local stack can
+pass fakes or their own without paying for (or needing) boto at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import observability
+from gateway.domain.background import Background
+from gateway.domain.breaker import Breakers
+from gateway.domain.catalog import Catalog, load_catalog
+from gateway.domain.errors import ERROR_TYPE_BY_STATUS, ApiError, GatewayError
+from gateway.domain.failover import FailoverChain, Upstream
+from gateway.domain.pipeline import MessagesPipeline
+from gateway.domain.ports import AuditSink, Quota, Tenancy
+from gateway.routes import request_id
+from gateway.routes.health import healthz
+from gateway.routes.messages import count_tokens, create_message
+from gateway.routes.models import list_models
+from gateway.settings import Settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    tenancy: Tenancy | None = None,
+    quota: Quota | None = None,
+    audit: AuditSink | None = None,
+    upstreams: Mapping[str, Sequence[Upstream]] | None = None,
+    catalog: Catalog | None = None,
+    breakers: Breakers | None = None,
+    metrics: Any = None,
+) -> Starlette:
+    """`upstreams`: residency -> upstreams in failover order; None builds Bedrock (+ Vertex) from settings."""
+    observability.configure_logging()
+    catalog = catalog or load_catalog()
+    background = Background()
+    metrics = metrics or observability.Metrics(settings.env)
+    if tenancy is None:
+        from gateway.adapters.dynamo_tenancy import DynamoTenancy
+
+        tenancy = DynamoTenancy(settings, catalog)
+    if quota is None:
+        from gateway.adapters.dynamo_quota import DynamoQuota
+
+        quota = DynamoQuota(settings, catalog)
+    if audit is None:
+        from gateway.adapters.kinesis_audit import KinesisAuditSink
+
+        audit = KinesisAuditSink(settings)
+    if breakers is None:
+        store = None
+        if upstreams is None:
+            from gateway.adapters.breaker_store import DynamoBreakerStore
+
+            store = DynamoBreakerStore(settings)
+        breakers = Breakers(
+            failure_threshold=settings.breaker_failure_threshold,
+            open_seconds=settings.breaker_open_seconds,
+            store=store,
+            spawn=background.spawn,
+        )
+    if upstreams is None:
+        upstreams = build_upstreams(settings)
+    chain = FailoverChain(upstreams, breakers, metrics, timeout_seconds=settings.upstream_timeout_seconds)
+    pipeline = MessagesPipeline(
+        catalog=catalog,
+        tenancy=tenancy,
+        quota=quota,
+        audit=audit,
+        chain=chain,
+        background=background,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await background.drain()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/messages", create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+    ]
+    usage_route = _optional_usage_route()
+    if usage_route is not None:
+        routes.append(usage_route)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.tenancy = tenancy
+    app.state.quota = quota
+    app.state.audit = audit
+    app.state.pipeline = pipeline
+    app.state.chain = chain
+    app.state.breakers = breakers
+    app.state.background = background
+    app.add_middleware(GatewayMiddleware)
+    return app
+
+
+def build_upstreams(settings: Settings) -> dict[str, list[Upstream]]:
+    """Residency -> Bedrock regions in order, then Vertex when the residency has a Vertex region."""
+    from gateway.adapters.bedrock import BedrockUpstream
+
+    bedrock: dict[str, BedrockUpstream] = {}
+    vertex: dict[str, Upstream] = {}
+    chains: dict[str, list[Upstream]] = {}
+    for residency, regions in settings.bedrock_regions.items():
+        chain: list[Upstream] = []
+        for region in regions:
+            if region not in bedrock:
+                bedrock[region] = BedrockUpstream(settings, region)
+            chain.append(bedrock[region])
+        chains[residency] = chain
+    for residency, region in settings.vertex_regions.items():
+        from gateway.adapters.vertex import VertexUpstream  # google.auth only when Vertex is configured
+
+        if region not in vertex:
+            vertex[region] = VertexUpstream(settings, region)
+        chains.setdefault(residency, []).append(vertex[region])
+    return chains
+
+
+def _optional_usage_route() -> Route | None:
+    """GET /v1/usage is the tenancy engineer's route (gateway/routes/usage.py: `usage(request)`)."""
+    try:
+        module = importlib.import_module("gateway.routes.usage")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gateway.routes.usage":
+            raise
+        return None
+    return Route("/v1/usage", module.usage, methods=["GET"])
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error_type = ERROR_TYPE_BY_STATUS.get(exc.status_code, "invalid_request_error")
+    body = {"type": "error", "error": {"type": error_type, "message": str(exc.detail)}}
+    return Response(
+        json.dumps(body),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=dict(exc.headers or {}),
+    )
+
+
+class GatewayMiddleware:
+    """A request id on every response and in every log line; GatewayError -> the Anthropic error shape.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through unbuffered.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(scope)
+        token = observability.request_id_var.set(rid)
+        rid_header = (b"request-id", rid.encode())
+        started = False
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
+            if not isinstance(exc, GatewayError):
+                observability.log.error("unhandled error", exc_info=exc)
+            if started:
+                raise
+            headers = [(b"content-type", b"application/json"), rid_header]
+            headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
+            await send({"type": "http.response.start", "status": error.status, "headers": headers})
+            await send({"type": "http.response.body", "body": error.body_bytes()})
+        finally:
+            observability.request_id_var.reset(token)

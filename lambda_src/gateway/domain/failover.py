@@ -1,0 +1,205 @@
+"""The upstream chain and its failover policy (DESIGN.md section 5).
+
+For a residency the chain is: the Bedrock regions in settings order, then Vertex when the residency has
+a Vertex region. Every try is recorded in `exchange.attempts`. The gateway's loop owns the time budget
+(SDK retries are off): each try gets what is left of `upstream_timeout_seconds`.
+
+- NEXT (429 throttling, model not ready, 500, 503, 529, connection error, timeout): next upstream,
+  and the failure counts on that upstream's breaker.
+- RETRY (424 model error, a stream that fails before its first event): once more on the same
+  upstream, then the next.
+- CLIENT (400 validation, service quota exceeded): no failover; the caller's error is passed on.
+- MISCONFIG (403 access denied, 404 resource not found): not retried; alarm metric; next upstream.
+
+403/404 are the deployment's fault (model access not granted, wrong profile id in one region), not the
+caller's, so the caller is served elsewhere if possible and the alarm tells the operator.
+Errors after the first byte reached the client are not failed over: the route ends the stream with an
+Anthropic `error` event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from gateway.domain.breaker import Breakers, breaker_key
+from gateway.domain.catalog import CatalogEntry
+from gateway.domain.errors import ApiError, OverloadedError, UpstreamError
+from gateway.domain.ports import Attempt, Exchange
+
+NEXT, RETRY, CLIENT, MISCONFIG = "next", "retry", "client", "misconfig"
+
+T = TypeVar("T")
+
+
+class UpstreamFailure(Exception):
+    """An upstream answer that is not a success, classified for the failover loop."""
+
+    def __init__(self, kind: str, status: int, error_type: str, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.code = code or error_type
+
+
+class Upstream(Protocol):
+    provider: str  # "bedrock" | "vertex"
+    region: str
+
+    def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
+        """The id to call for this entry and residency, or None when this upstream cannot serve it."""
+
+    async def invoke(
+        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
+    ) -> bytes:
+        """The Messages API response body (JSON bytes, passed through unchanged)."""
+
+    def stream(
+        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """The Messages API events as (event type, JSON bytes); raises UpstreamFailure."""
+
+
+class Metrics(Protocol):
+    def count(self, name: str, value: float = 1, **dimensions: str) -> None: ...
+
+
+@dataclass
+class OpenedStream:
+    upstream: Upstream
+    first: tuple[str, bytes]
+    rest: AsyncIterator[tuple[str, bytes]]
+
+
+class FailoverChain:
+    def __init__(
+        self,
+        upstreams: Mapping[str, Sequence[Upstream]],
+        breakers: Breakers,
+        metrics: Metrics,
+        *,
+        timeout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.upstreams = upstreams
+        self.breakers = breakers
+        self.metrics = metrics
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+
+    def all_upstreams(self) -> list[Upstream]:
+        seen: dict[str, Upstream] = {}
+        for chain in self.upstreams.values():
+            for up in chain:
+                seen.setdefault(breaker_key(up.provider, up.region), up)
+        return list(seen.values())
+
+    def candidates(self, entry: CatalogEntry, residency: str) -> list[tuple[Upstream, str]]:
+        chain = [
+            (up, mid) for up in self.upstreams.get(residency, ()) if (mid := up.model_id(entry, residency))
+        ]
+        if not chain:
+            raise ApiError(f"no upstream serves {entry.alias} for data residency {residency!r}")
+        self.breakers.maybe_refresh(breaker_key(up.provider, up.region) for up, _ in chain)
+        open_skipped = [c for c in chain if self.breakers.allows(breaker_key(c[0].provider, c[0].region))]
+        # Every breaker open: try them all anyway rather than refuse; one may have recovered.
+        return open_skipped or chain
+
+    async def invoke(
+        self,
+        exchange: Exchange,
+        entry: CatalogEntry,
+        residency: str,
+        body: dict[str, Any],
+        beta: tuple[str, ...],
+    ) -> tuple[Upstream, bytes]:
+        async def call(up: Upstream, model_id: str, timeout: float) -> tuple[Upstream, bytes]:
+            return up, await up.invoke(model_id, body, beta=beta, timeout=timeout)
+
+        return await self._run(exchange, entry, residency, call)
+
+    async def open_stream(
+        self,
+        exchange: Exchange,
+        entry: CatalogEntry,
+        residency: str,
+        body: dict[str, Any],
+        beta: tuple[str, ...],
+    ) -> OpenedStream:
+        """Open a stream and read its first event; failover is possible until then, never after."""
+
+        async def call(up: Upstream, model_id: str, timeout: float) -> OpenedStream:
+            events = up.stream(model_id, body, beta=beta, timeout=timeout)
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamFailure(
+                    RETRY, 502, "api_error", "upstream stream ended before any event"
+                ) from None
+            except BaseException:
+                await aclose_quietly(events)
+                raise
+            return OpenedStream(up, first, events)
+
+        return await self._run(exchange, entry, residency, call)
+
+    async def _run(
+        self,
+        exchange: Exchange,
+        entry: CatalogEntry,
+        residency: str,
+        call: Callable[[Upstream, str, float], Awaitable[T]],
+    ) -> T:
+        deadline = self.clock() + self.timeout_seconds
+        last: UpstreamFailure | None = None
+        candidates = self.candidates(entry, residency)
+        for position, (up, model_id) in enumerate(candidates):
+            key = breaker_key(up.provider, up.region)
+            retried = False
+            while True:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise OverloadedError("the upstream time budget ran out")
+                try:
+                    result = await call(up, model_id, remaining)
+                except UpstreamFailure as failure:
+                    exchange.attempts.append(
+                        Attempt(up.provider, up.region, model_id, error=failure.code, status=failure.status)  # type: ignore[arg-type]
+                    )
+                    self.metrics.count("UpstreamErrors", provider=up.provider, region=up.region)
+                    if failure.kind == CLIENT:
+                        raise UpstreamError(failure.status, failure.error_type, failure.message) from None
+                    if failure.kind == RETRY and not retried:
+                        retried = True
+                        continue
+                    if failure.kind == MISCONFIG:
+                        self.metrics.count("UpstreamMisconfigured", provider=up.provider, region=up.region)
+                    else:
+                        self.breakers.record_failure(key)
+                    last = failure
+                    if position + 1 < len(candidates):
+                        self.metrics.count("Failovers")
+                    break
+                else:
+                    self.breakers.record_success(key)
+                    served = Attempt(up.provider, up.region, model_id)  # type: ignore[arg-type]
+                    exchange.attempts.append(served)
+                    exchange.served_by = served
+                    return result
+        assert last is not None
+        if last.kind == MISCONFIG:
+            raise ApiError("no upstream could serve the request (upstream access is misconfigured)")
+        raise OverloadedError(f"every upstream failed; last: {last.code} ({last.status})")
+
+
+async def aclose_quietly(events: AsyncIterator[Any]) -> None:
+    """Close an upstream stream; a failure to close must not mask the error that made us close it."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()

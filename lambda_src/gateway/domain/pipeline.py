@@ -1,0 +1,253 @@
+"""The messages pipeline: the request path of DESIGN.md section 1, steps 1 to 7, over the ports.
+
+identity (from the route) -> parse -> catalog -> tenancy.resolve -> tenancy.authorize ->
+gather(quota.reserve, audit.record_request) -> failover chain -> reply (whole or streamed) ->
+in the background: quota.settle / quota.release, then audit.record_outcome, for every request that
+got an identity, whatever happened. Nothing here knows HTTP or boto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.domain.background import Background
+from gateway.domain.catalog import Catalog, CatalogEntry
+from gateway.domain.errors import (
+    ApiError,
+    GatewayError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
+from gateway.domain.failover import FailoverChain, OpenedStream, UpstreamFailure, aclose_quietly
+from gateway.domain.ports import (
+    AuditSink,
+    Exchange,
+    MessagesRequest,
+    PolicyDecision,
+    Principal,
+    Quota,
+    Reservation,
+    Tenancy,
+    Usage,
+)
+from gateway.domain.request import parse_messages_request
+from gateway.domain.sse import StreamTracker, error_frame, frame, usage_from_message
+from gateway.observability import log
+
+
+@dataclass
+class Reply:
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # a whole JSON response
+    stream: AsyncIterator[bytes] | None = None  # SSE frames
+
+
+class MessagesPipeline:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        tenancy: Tenancy,
+        quota: Quota,
+        audit: AuditSink,
+        chain: FailoverChain,
+        background: Background,
+        max_body_bytes: int,
+    ) -> None:
+        self.catalog = catalog
+        self.tenancy = tenancy
+        self.quota = quota
+        self.audit = audit
+        self.chain = chain
+        self.background = background
+        self.max_body_bytes = max_body_bytes
+
+    # -- POST /v1/messages ------------------------------------------------------------------------
+
+    async def messages(self, exchange: Exchange, raw: bytes, beta: tuple[str, ...]) -> Reply:
+        """Serve one request; on error raise a GatewayError whose headers carry the rate-limit headers."""
+        reservation: Reservation | None = None
+        try:
+            request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
+            exchange.request = request
+            entry = self._entry(request.model)
+            principal, decision = await self._authorize(exchange, request)
+            reservation = await self._reserve_and_audit(exchange, principal, decision, request)
+            if request.stream:
+                opened = await self.chain.open_stream(
+                    exchange, entry, decision.residency, decision.body, beta
+                )
+                return Reply(
+                    self.quota.headers(reservation), stream=self._relay(exchange, opened, reservation)
+                )
+            upstream, body = await self.chain.invoke(exchange, entry, decision.residency, decision.body, beta)
+        except Exception as exc:
+            raise self.reject(exchange, exc, reservation) from (
+                None if isinstance(exc, GatewayError) else exc
+            )
+        exchange.first_byte_at = time.time()
+        usage = usage_from_message(_json_or_none(body))
+        self._served(exchange, entry, decision.residency, upstream.provider, usage)
+        exchange.response_sha256 = hashlib.sha256(body).hexdigest()
+        self.background.spawn(self._finish(exchange, reservation))
+        return Reply(self.quota.headers(reservation), body=body)
+
+    # -- POST /v1/messages/count_tokens -----------------------------------------------------------
+
+    async def count_tokens(self, exchange: Exchange, raw: bytes) -> dict[str, Any]:
+        """An estimate from the body (no model is called, so nothing is metered or audited)."""
+        request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, require_max_tokens=False)
+        exchange.request = request
+        self._entry(request.model)
+        assert exchange.identity is not None
+        principal = await self.tenancy.resolve(exchange.identity)
+        await self.tenancy.authorize(principal, request)
+        return {"input_tokens": request.estimated_input_tokens}
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _entry(self, model: str) -> CatalogEntry:
+        entry = self.catalog.resolve(model)
+        if entry is None:
+            raise NotFoundError(f"model: {model}")
+        return entry
+
+    async def _authorize(
+        self, exchange: Exchange, request: MessagesRequest
+    ) -> tuple[Principal, PolicyDecision]:
+        assert exchange.identity is not None, "the route sets the identity before the pipeline runs"
+        principal = await self.tenancy.resolve(exchange.identity)
+        exchange.principal = principal
+        decision = await self.tenancy.authorize(principal, request)
+        exchange.decision = decision
+        return principal, decision
+
+    async def _reserve_and_audit(
+        self, exchange: Exchange, principal: Principal, decision: PolicyDecision, request: MessagesRequest
+    ) -> Reservation:
+        # One DynamoDB transaction and one Kinesis put, concurrently: the only work before the model.
+        reserved, audited = await asyncio.gather(
+            self.quota.reserve(principal, decision, request),
+            self.audit.record_request(exchange),
+            return_exceptions=True,
+        )
+        if isinstance(reserved, BaseException):
+            exchange.quota_decision = "refused" if isinstance(reserved, RateLimitError) else "error"
+            raise reserved
+        exchange.quota_decision = "granted"
+        if isinstance(audited, BaseException):
+            self.background.spawn(self._release(reserved))
+            log.error("audit request record failed; refusing the request", exc_info=audited)
+            raise ServiceUnavailableError(
+                "the audit trail is unavailable; the request was not sent to a model"
+            )
+        return reserved
+
+    def _served(
+        self, exchange: Exchange, entry: CatalogEntry, residency: str, provider: str, usage: Usage
+    ) -> None:
+        exchange.usage = usage
+        exchange.cost_usd = entry.cost_usd(
+            residency,
+            provider,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens,
+            cache_write_tokens=usage.cache_creation_input_tokens,
+            geo_uplift=self.catalog.geo_uplift,
+        )
+        exchange.status = 200
+        exchange.outcome = "response"
+
+    async def _relay(
+        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation
+    ) -> AsyncIterator[bytes]:
+        tracker = StreamTracker()
+        decision = exchange.decision
+        assert decision is not None
+        exchange.status = 200
+        try:
+            event, data = opened.first
+            framed = frame(event, data)
+            tracker.observe(event, data, framed)
+            exchange.first_byte_at = time.time()
+            yield framed
+            async for event, data in opened.rest:
+                framed = frame(event, data)
+                tracker.observe(event, data, framed)
+                yield framed
+            if not tracker.completed:
+                raise UpstreamFailure(
+                    "next", 502, "api_error", "the upstream stream ended before message_stop"
+                )
+        except Exception as exc:  # after the first byte no failover: end with an Anthropic error event
+            error_type = getattr(exc, "error_type", "api_error")
+            message = getattr(exc, "message", None) or "upstream error during streaming"
+            exchange.error_type = error_type
+            yield error_frame(error_type, message)
+        finally:
+            await aclose_quietly(opened.rest)
+            self._served(
+                exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
+            )
+            if exchange.error_type or not tracker.completed:
+                exchange.outcome = "error"
+                exchange.error_type = exchange.error_type or "client_disconnected"
+            exchange.response_sha256 = tracker.sha256()
+            self.background.spawn(self._finish(exchange, reservation))
+
+    def reject(
+        self, exchange: Exchange, exc: BaseException, reservation: Reservation | None = None
+    ) -> GatewayError:
+        """Record a failed request (outcome, background release + audit) and return the error to raise."""
+        error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
+        if not isinstance(exc, GatewayError):
+            log.error("request failed", exc_info=exc)
+        exchange.status = error.status
+        exchange.error_type = error.error_type
+        # Refusals by tenancy policy or quota are "denied"; bad input, upstream and gateway failures "error".
+        exchange.outcome = "denied" if isinstance(exc, (PermissionDeniedError, RateLimitError)) else "error"
+        error.headers = {**self.quota.headers(reservation), **error.headers}
+        if exchange.identity is not None:
+            self.background.spawn(self._finish(exchange, reservation))
+        elif reservation is not None:
+            self.background.spawn(self._release(reservation))
+        return error
+
+    async def _release(self, reservation: Reservation) -> None:
+        try:
+            await self.quota.release(reservation)
+        except Exception:
+            log.exception("quota release failed")
+
+    async def _finish(self, exchange: Exchange, reservation: Reservation | None) -> None:
+        """Settle or release the reservation, then write the outcome record. Runs after the reply."""
+        try:
+            if reservation is not None:
+                usage = exchange.usage
+                if usage is not None and (usage.input_tokens or usage.output_tokens):
+                    await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
+                else:
+                    await self.quota.release(reservation)
+        except Exception:
+            log.exception("quota settlement failed")
+        exchange.finished_at = time.time()
+        try:
+            await self.audit.record_outcome(exchange)
+        except Exception:  # the port says it never raises; make sure of it
+            log.exception("audit outcome record failed")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

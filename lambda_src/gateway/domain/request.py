@@ -1,0 +1,139 @@
+"""Parse and check a Messages API body: only the fields policy and quota read, the rest passes through.
+
+Tolerant by design (DESIGN.md section 1, raw passthrough): unknown top-level fields and unknown content
+block types are kept untouched in `body`; only the fields the gateway acts on are type-checked, so bad
+input is answered with a 400 here and never reaches an upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from gateway.domain.errors import InvalidRequestError, RequestTooLargeError
+from gateway.domain.ports import MessagesRequest
+
+# Anthropic bills an image at about (width * height) / 750 tokens, capped near this figure; the
+# estimate reserves the cap rather than counting base64 characters as text.
+IMAGE_TOKEN_ESTIMATE = 1600
+_CHARS_PER_TOKEN = 4
+_ROLES = ("user", "assistant")
+
+
+def decode_json_body(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_body_bytes:
+        raise RequestTooLargeError(f"request body is {len(raw)} bytes; the limit is {max_body_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body
+
+
+def parse_messages_request(
+    raw: bytes, *, max_body_bytes: int, beta: tuple[str, ...] = (), require_max_tokens: bool = True
+) -> MessagesRequest:
+    body = decode_json_body(raw, max_body_bytes=max_body_bytes)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("model: field required (a non-empty string)")
+    max_tokens = body.get("max_tokens")
+    if require_max_tokens or max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise InvalidRequestError("max_tokens: field required (an integer)")
+        if max_tokens < 1:
+            raise InvalidRequestError("max_tokens: must be at least 1")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequestError("stream: must be a boolean")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("messages: field required (a non-empty list)")
+    text_chars = 0
+    images = 0
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequestError(f"messages.{i}: must be an object")
+        if message.get("role") not in _ROLES:
+            raise InvalidRequestError(f"messages.{i}.role: must be one of {list(_ROLES)}")
+        chars, imgs = _content_size(message.get("content"), f"messages.{i}.content")
+        text_chars += chars
+        images += imgs
+    system = body.get("system")
+    if system is not None:
+        if isinstance(system, str):
+            text_chars += len(system)
+        elif isinstance(system, list):
+            text_chars += _content_size(system, "system")[0]
+        else:
+            raise InvalidRequestError("system: must be a string or a list of content blocks")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequestError("tools: must be a list")
+    if tools:
+        text_chars += len(json.dumps(tools))
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidRequestError("metadata: must be an object")
+    return MessagesRequest(
+        model=model,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
+        stream=stream,
+        uses_tools=bool(tools) or _has_block(messages, ("tool_use", "tool_result")),
+        has_images=images > 0,
+        estimated_input_tokens=max(1, text_chars // _CHARS_PER_TOKEN + images * IMAGE_TOKEN_ESTIMATE),
+        body=body,
+        body_sha256=hashlib.sha256(raw).hexdigest(),
+        beta=beta,
+    )
+
+
+def parse_beta_header(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _content_size(content: Any, where: str) -> tuple[int, int]:
+    """(text characters, image blocks) of a content value; unknown block types count as their JSON."""
+    if isinstance(content, str):
+        return len(content), 0
+    if not isinstance(content, list):
+        raise InvalidRequestError(f"{where}: must be a string or a list of content blocks")
+    chars = images = 0
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise InvalidRequestError(f"{where}.{j}: must be a content block object with a string type")
+        kind = block["type"]
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequestError(f"{where}.{j}.text: must be a string")
+            chars += len(text)
+        elif kind in ("image", "document"):
+            images += 1
+        elif kind == "tool_result":
+            inner = block.get("content")
+            if inner is not None:
+                c, i = _content_size(inner, f"{where}.{j}.content")
+                chars += c
+                images += i
+        else:
+            chars += len(json.dumps(block))
+    return chars, images
+
+
+def _has_block(messages: list[dict[str, Any]], kinds: tuple[str, ...]) -> bool:
+    return any(
+        isinstance(block, dict) and block.get("type") in kinds
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+    )

@@ -1,0 +1,41 @@
+"""POST /v1/messages and POST /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from gateway.domain.pipeline import MessagesPipeline
+from gateway.domain.request import parse_beta_header
+from gateway.routes import caller_identity, new_exchange, read_body
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _pipeline(request: Request) -> MessagesPipeline:
+    return request.app.state.pipeline
+
+
+async def create_message(request: Request) -> Response:
+    pipeline = _pipeline(request)
+    exchange = new_exchange(request)
+    # Without an identity there is no one to audit: the 401 is the authorizer's answer.
+    exchange.identity = caller_identity(request.scope)
+    try:
+        raw = await read_body(request, pipeline.max_body_bytes)
+    except Exception as exc:
+        raise pipeline.reject(exchange, exc) from None
+    reply = await pipeline.messages(exchange, raw, parse_beta_header(request.headers.get("anthropic-beta")))
+    if reply.stream is not None:
+        return StreamingResponse(
+            reply.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers}
+        )
+    return Response(reply.body, media_type="application/json", headers=reply.headers)
+
+
+async def count_tokens(request: Request) -> Response:
+    pipeline = _pipeline(request)
+    exchange = new_exchange(request)
+    exchange.identity = caller_identity(request.scope)
+    raw = await read_body(request, pipeline.max_body_bytes)
+    return JSONResponse(await pipeline.count_tokens(exchange, raw))

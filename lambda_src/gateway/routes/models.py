@@ -1,0 +1,37 @@
+"""GET /v1/models: the models the caller may use, in the Anthropic list shape."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.domain.catalog import CatalogEntry
+from gateway.routes import caller_identity
+
+_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})$")
+
+
+def model_info(entry: CatalogEntry) -> dict[str, str]:
+    match = _DATE.search(entry.anthropic_id)
+    created = f"{match[1]}-{match[2]}-{match[3]}T00:00:00Z" if match else "1970-01-01T00:00:00Z"
+    words = entry.alias.removeprefix("claude-").split("-")
+    name = "Claude " + " ".join(w.capitalize() if not w.isdigit() else w for w in words)
+    name = re.sub(r"(\d) (\d)", r"\1.\2", name)
+    return {"type": "model", "id": entry.anthropic_id, "display_name": name, "created_at": created}
+
+
+async def list_models(request: Request) -> JSONResponse:
+    identity = caller_identity(request.scope)
+    tenancy = request.app.state.tenancy
+    principal = await tenancy.resolve(identity)
+    data = [model_info(entry) for entry in await tenancy.allowed_models(principal)]
+    return JSONResponse(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )
