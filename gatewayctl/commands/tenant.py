@@ -1,0 +1,151 @@
+"""gatewayctl tenant create|show|list|update|suspend|resume."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gatewayctl.output import emit
+
+_COLUMNS = ("tenant_id", "name", "status", "residency", "allowed_models", "limits", "consent_required")
+_LIMITS_HELP = (
+    "NAME=VALUE, repeatable; names: requests_per_minute, tokens_per_minute, tokens_per_day, "
+    "usd_per_month, max_tokens_per_request (NAME=none removes one on update)"
+)
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("tenant", help="tenants: config, limits, status").add_subparsers(
+        dest="tenant_command", metavar="ACTION", required=True
+    )
+
+    create = group.add_parser("create", help="create a tenant")
+    create.add_argument("tenant_id")
+    _config_options(create)
+    create.set_defaults(func=_create)
+
+    show = group.add_parser("show", help="a tenant's config, roles and principals")
+    show.add_argument("tenant_id")
+    show.set_defaults(func=_show)
+
+    group.add_parser("list", help="all tenants").set_defaults(func=_list)
+
+    update = group.add_parser("update", help="change a tenant's config (limits merge)")
+    update.add_argument("tenant_id")
+    _config_options(update)
+    update.add_argument("--no-consent-required", dest="consent_required", action="store_false")
+    update.add_argument("--clear-notice", action="store_true", help="remove the system-prompt notice")
+    update.add_argument("--all-models", action="store_true", help="remove the model allow-list")
+    update.set_defaults(func=_update, consent_required=None)
+
+    suspend = group.add_parser("suspend", help="refuse every request of the tenant")
+    suspend.add_argument("tenant_id")
+    suspend.set_defaults(func=_suspend, suspended=True)
+    resume = group.add_parser("resume", help="lift a suspension")
+    resume.add_argument("tenant_id")
+    resume.set_defaults(func=_suspend, suspended=False)
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name")
+    parser.add_argument("--residency", help="us, eu, apac or global: decides the upstream chain")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="MODEL",
+        help="allow this model (repeatable); none given: every catalog model",
+    )
+    parser.add_argument("--limit", action="append", dest="limits", metavar="NAME=VALUE", help=_LIMITS_HELP)
+    parser.add_argument(
+        "--principal-limit",
+        action="append",
+        dest="principal_limits",
+        metavar="NAME=VALUE",
+        help="a limit for each principal of the tenant; " + _LIMITS_HELP,
+    )
+    parser.add_argument(
+        "--consent-required",
+        action="store_true",
+        default=None,
+        help="principals need recorded consent (gatewayctl principal consent)",
+    )
+    parser.add_argument("--notice", help="text appended to every request's system prompt")
+
+
+def _create(args: Any) -> int:
+    from gatewayctl import target, tenancy
+
+    emit(
+        args,
+        tenancy.create_tenant(
+            target.resolve(args),
+            args.tenant_id,
+            name=args.name,
+            residency=args.residency or "us",
+            allowed_models=args.models or (),
+            limits=tenancy.parse_limits(args.limits),
+            principal_limits=tenancy.parse_limits(args.principal_limits),
+            consent_required=bool(args.consent_required),
+            notice=args.notice,
+        ),
+        columns=_COLUMNS,
+    )
+    return 0
+
+
+def _show(args: Any) -> int:
+    from gatewayctl import target, tenancy
+    from gatewayctl.output import table
+
+    view = tenancy.get_tenant(target.resolve(args), args.tenant_id)
+    if args.json:
+        emit(args, view)
+        return 0
+    config = {k: v for k, v in view.items() if k not in ("roles", "principals")}
+    print(table([{"field": k, "value": v} for k, v in config.items()]))
+    print("\nroles")
+    print(table([{"role": r, "permissions": p} for r, p in view["roles"].items()]))
+    print("\nprincipals")
+    print(table(view["principals"], ("principal_id", "kind", "roles", "status", "consent_given_at")))
+    return 0
+
+
+def _list(args: Any) -> int:
+    from gatewayctl import target, tenancy
+
+    emit(args, tenancy.list_tenants(target.resolve(args)), columns=_COLUMNS)
+    return 0
+
+
+def _update(args: Any) -> int:
+    from gatewayctl import target, tenancy
+
+    models = [] if args.all_models else args.models
+    emit(
+        args,
+        tenancy.update_tenant(
+            target.resolve(args),
+            args.tenant_id,
+            name=args.name,
+            residency=args.residency,
+            allowed_models=models,
+            limits=tenancy.parse_limits(args.limits),
+            principal_limits=tenancy.parse_limits(args.principal_limits),
+            consent_required=args.consent_required,
+            notice="" if args.clear_notice else args.notice,
+        ),
+        columns=_COLUMNS,
+    )
+    return 0
+
+
+def _suspend(args: Any) -> int:
+    from gatewayctl import target, tenancy
+
+    emit(
+        args,
+        tenancy.suspend_tenant(target.resolve(args), args.tenant_id, suspended=args.suspended),
+        columns=_COLUMNS,
+    )
+    return 0

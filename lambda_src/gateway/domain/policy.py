@@ -1,0 +1,297 @@
+"""Who may do what: the permission model, tenant configs and the policy decision (steps 1-2).
+
+Pure logic, no I/O: the tenancy adapter loads the items and hands them here, so every rule can be
+unit-tested with plain values. docs/tenancy.md describes the model for operators.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.domain.catalog import RESIDENCIES, TIERS, Catalog, CatalogEntry
+from gateway.domain.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from gateway.domain.ports import MessagesRequest, PolicyDecision
+
+# Every permission a role can carry. read: GET routes (models, usage, count_tokens); write: POST
+# /v1/messages; one per model tier; tools, vision (image blocks) and high_tokens (max_tokens > 4096).
+PERMISSIONS = ("read", "write", *TIERS, "tools", "vision", "high_tokens")
+DEFAULT_MAX_TOKENS_CAP = 4096
+
+# The built-in roles (DESIGN.md section 3). A tenant overrides one by defining a role of the same name.
+DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "basic_user": frozenset({"read", "write", "haiku", "sonnet"}),
+    "power_user": frozenset({"read", "write", "haiku", "sonnet", "opus", "tools", "vision", "high_tokens"}),
+    "admin": frozenset(PERMISSIONS),
+}
+
+ACTIVE = "active"
+SUSPENDED = "suspended"
+STATUSES = (ACTIVE, SUSPENDED)
+
+LIMIT_NAMES = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "tokens_per_day",
+    "usd_per_month",
+    "max_tokens_per_request",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """None means unlimited. USD is a float here and micro-dollars (integers) in the usage table."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    usd_per_month: float | None = None
+    max_tokens_per_request: int | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> Limits:
+        """Parse and validate (operator input and stored items alike); raise ValueError on bad values."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(LIMIT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown limits {unknown}; known: {list(LIMIT_NAMES)}")
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"limit {name} must be a number, not {value!r}") from None
+            if number < 0 or number != number:  # NaN
+                raise ValueError(f"limit {name} must not be negative, not {value!r}")
+            if name != "usd_per_month":
+                if number != int(number):
+                    raise ValueError(f"limit {name} must be a whole number, not {value!r}")
+                values[name] = int(number)
+            else:
+                values[name] = number
+        return cls(**values)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in LIMIT_NAMES if getattr(self, name) is not None}
+
+    @property
+    def empty(self) -> bool:
+        return not self.to_mapping()
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    tenant_id: str
+    name: str
+    status: str = ACTIVE
+    residency: str = "us"
+    # Catalog aliases the tenant may use; empty means every model in the catalog.
+    allowed_models: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    # Limits applied to each principal of the tenant (a principal's own `limits` replaces them).
+    principal_limits: Limits = field(default_factory=Limits)
+    consent_required: bool = False
+    # Appended to the system prompt of every request when set (e.g. a data-processing notice).
+    notice: str | None = None
+    # Role name -> permissions, from the tenant's ROLE# items; these replace built-ins of the same name.
+    roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    id: str
+    tenant_id: str
+    roles: tuple[str, ...]
+    kind: str = "user"
+    status: str = ACTIVE
+    pseudonym_secret: str | None = None
+    # ISO-8601 time the person accepted the tenant's terms; required when the tenant asks for consent.
+    consent_given_at: str | None = None
+    limits: Limits | None = None
+
+
+def validate_permissions(permissions: Iterable[str]) -> frozenset[str]:
+    perms = frozenset(permissions)
+    unknown = sorted(perms - set(PERMISSIONS))
+    if unknown:
+        raise ValueError(f"unknown permissions {unknown}; known: {list(PERMISSIONS)}")
+    return perms
+
+
+def role_table(tenant_roles: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """The roles a tenant's principals can hold: the built-ins, then the tenant's own on top."""
+    return {**DEFAULT_ROLES, **tenant_roles}
+
+
+def permissions_of(roles: Iterable[str], tenant_roles: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The union of the roles' permissions; a role the tenant no longer defines grants nothing."""
+    table = role_table(tenant_roles)
+    granted: set[str] = set()
+    for role in roles:
+        granted |= table.get(role, frozenset())
+    return frozenset(granted)
+
+
+def principal_limits(tenant: TenantConfig, principal: PrincipalRecord) -> Limits:
+    return principal.limits if principal.limits is not None else tenant.principal_limits
+
+
+def check_active(tenant: TenantConfig | None, principal: PrincipalRecord | None) -> None:
+    """Unknown or suspended principals and tenants are refused with the same 403 (no enumeration)."""
+    if principal is None or tenant is None:
+        raise PermissionDeniedError("this principal is not registered with the gateway")
+    if principal.status != ACTIVE:
+        raise PermissionDeniedError("this principal is suspended")
+    if tenant.status != ACTIVE:
+        raise PermissionDeniedError("this tenant is suspended")
+    if not principal.pseudonym_secret:
+        # Erased (GDPR): the principal can no longer be audited under a pseudonym, so it cannot call.
+        raise PermissionDeniedError("this principal is not registered with the gateway")
+
+
+def require(permissions: frozenset[str], permission: str, what: str) -> None:
+    if permission not in permissions:
+        raise PermissionDeniedError(f"your roles do not allow {what} (permission {permission!r})")
+
+
+def available_in(
+    entry: CatalogEntry,
+    residency: str,
+    bedrock_residencies: Iterable[str] | None = None,
+    vertex_residencies: Iterable[str] = (),
+) -> bool:
+    """Some upstream serves the model in the residency: a Bedrock profile in a configured residency
+    (None: any), or a Vertex region configured for it."""
+    on_bedrock = residency in entry.bedrock_profiles and (
+        bedrock_residencies is None or residency in set(bedrock_residencies)
+    )
+    return on_bedrock or residency in set(vertex_residencies)
+
+
+def allowed_models(
+    tenant: TenantConfig,
+    permissions: frozenset[str],
+    catalog: Catalog,
+    *,
+    bedrock_residencies: Iterable[str] | None = None,
+    vertex_residencies: Iterable[str] = (),
+) -> list[CatalogEntry]:
+    """The catalog entries a principal may call: tier permitted, allow-listed, served in the residency."""
+    bedrock_residencies = None if bedrock_residencies is None else tuple(bedrock_residencies)
+    vertex_residencies = tuple(vertex_residencies)
+    return [
+        entry
+        for entry in catalog.entries
+        if "write" in permissions
+        and entry.tier in permissions
+        and (not tenant.allowed_models or entry.alias in tenant.allowed_models)
+        and available_in(entry, tenant.residency, bedrock_residencies, vertex_residencies)
+    ]
+
+
+def decide(
+    tenant: TenantConfig,
+    principal: PrincipalRecord,
+    request: MessagesRequest,
+    catalog: Catalog,
+    *,
+    bedrock_residencies: Iterable[str] | None = None,
+    vertex_residencies: Iterable[str] = (),
+) -> PolicyDecision:
+    """Step 2: allow the request (returning the body to forward) or raise the refusal."""
+    check_active(tenant, principal)
+    permissions = permissions_of(principal.roles, tenant.roles)
+    require(permissions, "write", "creating messages")
+    entry = catalog.resolve(request.model)
+    if entry is None:
+        raise NotFoundError(f"model: {request.model}")
+    require(permissions, entry.tier, f"{entry.tier} models")
+    if tenant.allowed_models and entry.alias not in tenant.allowed_models:
+        raise PermissionDeniedError(f"model {entry.alias} is not enabled for your organization")
+    if not available_in(entry, tenant.residency, bedrock_residencies, vertex_residencies):
+        raise NotFoundError(f"model {entry.alias} is not available in data residency {tenant.residency!r}")
+    if request.uses_tools:
+        require(permissions, "tools", "tool use")
+    if request.has_images:
+        require(permissions, "vision", "image input")
+    if request.max_tokens > DEFAULT_MAX_TOKENS_CAP and "high_tokens" not in permissions:
+        raise PermissionDeniedError(
+            f"max_tokens {request.max_tokens} is above {DEFAULT_MAX_TOKENS_CAP}, "
+            "which your roles allow (permission 'high_tokens' lifts the cap)"
+        )
+    for limits, scope in ((tenant.limits, "your organization"), (principal_limits(tenant, principal), "you")):
+        cap = limits.max_tokens_per_request
+        if cap is not None and request.max_tokens > cap:
+            raise InvalidRequestError(
+                f"max_tokens: {request.max_tokens} is above the limit set for {scope} ({cap})"
+            )
+    if tenant.consent_required and not principal.consent_given_at:
+        raise PermissionDeniedError(
+            "your organization requires consent to its data-processing terms before you use the gateway; "
+            "ask an operator to record it (gatewayctl principal consent)"
+        )
+    body = with_notice(request.body, tenant.notice) if tenant.notice else request.body
+    return PolicyDecision(entry=entry, residency=tenant.residency, body=body)
+
+
+def with_notice(body: dict[str, Any], notice: str) -> dict[str, Any]:
+    """The body with the tenant's notice appended to the system prompt: the one change the gateway makes.
+
+    `system` may be absent, a string, or a list of content blocks; the original body is not mutated.
+    A new text block goes last, after any cache_control breakpoint, so cached prefixes still hit.
+    """
+    out = dict(body)
+    system = body.get("system")
+    if system is None or system == "" or system == []:
+        out["system"] = notice
+    elif isinstance(system, str):
+        out["system"] = f"{system}\n\n{notice}"
+    elif isinstance(system, list):
+        out["system"] = [*copy.deepcopy(system), {"type": "text", "text": notice}]
+    else:
+        raise InvalidRequestError("system: must be a string or a list of content blocks")
+    return out
+
+
+# Parsing of stored items (plain dicts, already deserialized from DynamoDB) into the types above.
+
+
+def tenant_from_item(item: Mapping[str, Any], role_items: Iterable[Mapping[str, Any]] = ()) -> TenantConfig:
+    roles = {str(r["sk"]).removeprefix("ROLE#"): frozenset(r.get("permissions") or ()) for r in role_items}
+    return TenantConfig(
+        tenant_id=str(item["tenant_id"]),
+        name=str(item.get("name") or item["tenant_id"]),
+        status=str(item.get("status", ACTIVE)),
+        residency=str(item.get("residency", "us")),
+        allowed_models=tuple(sorted(item.get("allowed_models") or ())),
+        limits=Limits.from_mapping(item.get("limits")),
+        principal_limits=Limits.from_mapping(item.get("principal_limits")),
+        consent_required=bool(item.get("consent_required", False)),
+        notice=item.get("notice") or None,
+        roles=roles,
+    )
+
+
+def principal_from_item(item: Mapping[str, Any]) -> PrincipalRecord:
+    limits = item.get("limits")
+    return PrincipalRecord(
+        id=str(item["principal_id"]),
+        tenant_id=str(item["tenant_id"]),
+        roles=tuple(item.get("roles") or ()),
+        kind=str(item.get("kind", "user")),
+        status=str(item.get("status", ACTIVE)),
+        pseudonym_secret=item.get("pseudonym_secret") or None,
+        consent_given_at=item.get("consent_given_at") or None,
+        limits=Limits.from_mapping(limits) if limits is not None else None,
+    )
+
+
+def validate_residency(residency: str) -> str:
+    if residency not in RESIDENCIES:
+        raise ValueError(f"unknown residency {residency!r}; known: {list(RESIDENCIES)}")
+    return residency
