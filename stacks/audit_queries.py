@@ -68,3 +68,46 @@ WHERE r.event_type = 'request' AND o.request_id IS NULL
 ORDER BY r.event_time""",
     ),
 }
+
+# API Gateway access-log format (one JSON object per request): the stack passes
+# json.dumps(ACCESS_LOG_FORMAT) to AccessLogFormat.custom, and the local stack writes the same fields
+# (gatewayctl/local/access_log.py), so `gatewayctl audit verify` reads one format in both places.
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "requestId": "$context.requestId",
+    "requestTimeEpoch": "$context.requestTimeEpoch",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "httpMethod": "$context.httpMethod",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "errorType": "$context.error.responseType",
+    "integrationStatus": "$context.integration.status",
+}  # no principal id: the bucket is immutable, and erasure must leave nothing that names a person
+
+# Gateway responses that API Gateway answers before the Lambda runs: no audit record is expected
+# for these request ids (the authorizer, WAF or stage throttling refused them).
+PRE_INTEGRATION_ERRORS = frozenset(
+    {
+        "ACCESS_DENIED",
+        "API_CONFIGURATION_ERROR",
+        "AUTHORIZER_CONFIGURATION_ERROR",
+        "AUTHORIZER_FAILURE",
+        "BAD_REQUEST_BODY",
+        "BAD_REQUEST_PARAMETERS",
+        "EXPIRED_TOKEN",
+        "INVALID_API_KEY",
+        "INVALID_SIGNATURE",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "QUOTA_EXCEEDED",
+        "REQUEST_TOO_LARGE",
+        "RESOURCE_NOT_FOUND",
+        "THROTTLED",
+        "UNAUTHORIZED",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "WAF_FILTERED",
+    }
+)
+# The requests the gateway audits: POST to a path ending in this (the stage may prefix it).
+AUDITED_PATH_SUFFIX = "/v1/messages"

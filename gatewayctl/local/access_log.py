@@ -1,0 +1,67 @@
+"""The local stack's API Gateway access log: an independent witness of every request id.
+
+In the cloud, API Gateway writes one JSON line per request (format: stacks.audit_queries.ACCESS_LOG_FORMAT)
+and Firehose delivers it under definitions.ACCESS_LOGS_PREFIX. Locally, the authorizer in front of the
+app calls `write_access_log` once per request, after the response, with the same fields, so
+`gatewayctl audit verify` has the same witness to join against the audit trail.
+
+One object per request: nothing is buffered, so nothing is lost when the local stack stops.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import uuid
+from typing import Any
+
+from gatewayctl.local.pump import put_locked_object
+from stacks.audit_queries import ACCESS_LOG_FORMAT
+from stacks.definitions import ACCESS_LOGS_PREFIX
+
+
+def access_log_entry(
+    *,
+    request_id: str,
+    ip: str,
+    method: str,
+    path: str,
+    status: int,
+    user_agent: str = "",
+    response_length: int = 0,
+    error_type: str = "",
+    integration_status: str = "",
+    request_time: float | None = None,
+) -> dict[str, str]:
+    """One access-log line as API Gateway renders ACCESS_LOG_FORMAT (every value a string, '-' when empty)."""
+    values = {
+        "requestId": request_id,
+        "requestTimeEpoch": str(int((request_time if request_time is not None else time.time()) * 1000)),
+        "ip": ip,
+        "userAgent": user_agent,
+        "httpMethod": method,
+        "path": path,
+        "status": str(status),
+        "protocol": "HTTP/1.1",
+        "responseLength": str(response_length),
+        "errorType": error_type,
+        "integrationStatus": integration_status,
+    }
+    assert values.keys() == ACCESS_LOG_FORMAT.keys(), "keep in step with ACCESS_LOG_FORMAT"
+    return {k: (v if v != "" else "-") for k, v in values.items()}
+
+
+def write_access_log(s3: Any, bucket: str, **fields: Any) -> str:
+    """Write one access-log line for a request (fields: those of `access_log_entry`); returns the key.
+
+    The key follows Firehose's default layout: access-logs/YYYY/MM/DD/HH/<name>.gz (UTC).
+    """
+    entry = access_log_entry(**fields)
+    when = int(entry["requestTimeEpoch"]) / 1000
+    key = (
+        f"{ACCESS_LOGS_PREFIX}{time.strftime('%Y/%m/%d/%H', time.gmtime(when))}/access-{uuid.uuid4().hex}.gz"
+    )
+    body = gzip.compress((json.dumps(entry, separators=(",", ":")) + "\n").encode(), mtime=0)
+    put_locked_object(s3, bucket, key, body, ContentEncoding="gzip")
+    return key
