@@ -232,8 +232,10 @@ def test_verify_reports_objects_without_object_lock(audit_resources):
     ex = make_exchange(started_at=T0)
     lines = [AuditRecord.from_exchange(ex, t).to_json().encode() for t in ("request", "response")]
     write_batch(s3, bucket, lines)
-    write_access_log(s3, bucket, request_id=ex.meta.request_id, ip="x", method="POST", path="/v1/messages", status=200,
-                     request_time=T0)  # fmt: skip
+    write_access_log(
+        s3, bucket, request_id=ex.meta.request_id, ip="x", method="POST", path="/v1/messages", status=200,
+        request_time=T0,
+    )  # fmt: skip
     report = trail.verify(s3, bucket, DAY, DAY)
     assert not report.ok
     assert [u["problem"] for u in report.unlocked] == ["no object lock retention"]
