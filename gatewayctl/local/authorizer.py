@@ -40,7 +40,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Container, Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,7 +104,7 @@ class CognitoAuthorizer:
         *,
         issuer: str,
         jwks: JwksCache,
-        client_ids: Iterable[str],
+        client_ids: Container[str],
         accepted_scopes: Iterable[str],
         open_paths: Iterable[str] = OPEN_PATHS,
         stage: str = "local",
@@ -112,7 +112,8 @@ class CognitoAuthorizer:
         self.app = app
         self.issuer = issuer
         self.jwks = jwks
-        self.client_ids = frozenset(client_ids)
+        # a set, or a live view of the pool's clients (machine clients are created at run time)
+        self.client_ids = client_ids
         self.accepted_scopes = frozenset(accepted_scopes)
         self.open_paths = frozenset(open_paths)
         self.stage = stage
@@ -158,7 +159,12 @@ class CognitoAuthorizer:
             raise Unauthorized(f"the token is invalid: {exc}") from None
         if claims.get("token_use") != "access":
             raise Unauthorized("an access token is required, not an id token")
-        if claims.get("client_id") not in self.client_ids:
+        known = self.client_ids
+        client_id = claims.get("client_id")
+        is_known = client_id in known if isinstance(known, (set, frozenset)) else await asyncio.to_thread(
+            known.__contains__, client_id
+        )
+        if not is_known:
             raise Unauthorized("the token was issued to an unknown app client")
         if not self.accepted_scopes & set(str(claims.get("scope", "")).split()):
             raise Unauthorized("the token lacks the required scope")
