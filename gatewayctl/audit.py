@@ -426,3 +426,48 @@ def gdpr_erase(ddb: Any, tenants_table: str, usage_table: str, principal_id: str
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(row, default=str))
+
+
+# ---------------------------------------------------------------- against a target (local or cloud)
+
+
+def query_for(target: Any) -> QueryFn:
+    """The query engine of a target: DuckDB over the local bucket, Athena in the stack's workgroup."""
+    if target.kind == "local":
+        s3, bucket = target.client("s3"), target.output("AuditBucketName")
+        return lambda sql, params=(): duckdb_query(s3, bucket, sql, params)
+    athena = target.client("athena")
+    workgroup, database = target.output("AthenaWorkgroupName"), target.output("GlueDatabaseName")
+    return lambda sql, params=(): athena_query(athena, sql, params, workgroup=workgroup, database=database)
+
+
+def verify_target(target: Any, date_from: dt.date, date_to: dt.date) -> VerifyReport:
+    return verify(target.client("s3"), target.output("AuditBucketName"), date_from, date_to)
+
+
+def export_principal(target: Any, principal_id: str) -> dict[str, Any]:
+    return gdpr_export(
+        target.client("dynamodb"), target.output("TenantsTableName"), principal_id, query_for(target)
+    )
+
+
+def erase_principal(target: Any, principal_id: str) -> dict[str, Any]:
+    return gdpr_erase(
+        target.client("dynamodb"),
+        target.output("TenantsTableName"),
+        target.output("UsageTableName"),
+        principal_id,
+    )
+
+
+def redrive_dlq(target: Any) -> int:
+    from gatewayctl.local.pump import drain_dlq
+
+    return len(
+        drain_dlq(
+            target.client("sqs"),
+            target.output("AuditDlqUrl"),
+            target.client("kinesis"),
+            target.output("AuditStreamName"),
+        )
+    )

@@ -1,0 +1,110 @@
+"""gatewayctl audit query|queries|verify|redrive-dlq: question and check the audit trail.
+
+The same SQL runs in both targets: Athena over the Glue table in the cloud, DuckDB over the same
+objects in the local stack (table `audit_events`, partitions tenant and dt as columns).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from gatewayctl.output import CommandError, emit
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("audit", help="query and verify the audit trail").add_subparsers(
+        dest="audit_command", metavar="ACTION", required=True
+    )
+    query = group.add_parser("query", help="run SQL (or --named NAME) against table audit_events")
+    query.add_argument("sql", nargs="?", help='e.g. "SELECT tenant, count(*) FROM audit_events GROUP BY 1"')
+    query.add_argument(
+        "--named", metavar="NAME", help="one of the stack's named queries (see `audit queries`)"
+    )
+    query.add_argument(
+        "--param", action="append", default=[], help="a value for each `?`, in order (repeatable)"
+    )
+    query.set_defaults(func=_query)
+
+    queries = group.add_parser("queries", help="list the named queries")
+    queries.set_defaults(func=_queries)
+
+    verify = group.add_parser(
+        "verify",
+        help="every request in the access logs has its audit records, and every audit object is locked; "
+        "exits 1 when anything is missing or extra",
+    )
+    verify.add_argument("--from", dest="date_from", type=_date, required=True, help="YYYY-MM-DD (UTC)")
+    verify.add_argument("--to", dest="date_to", type=_date, help="YYYY-MM-DD (UTC), default: --from")
+    verify.set_defaults(func=_verify)
+
+    redrive = group.add_parser("redrive-dlq", help="put dead-lettered audit records back on the audit stream")
+    redrive.set_defaults(func=_redrive)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _query(args: Any) -> int:
+    from gatewayctl import audit, target
+    from stacks.audit_queries import NAMED_QUERIES
+
+    if bool(args.sql) == bool(args.named):
+        raise CommandError("give either SQL or --named NAME")
+    if args.named:
+        if args.named not in NAMED_QUERIES:
+            raise CommandError(f"no named query {args.named!r}; known: {', '.join(sorted(NAMED_QUERIES))}")
+        sql = NAMED_QUERIES[args.named][1]
+    else:
+        sql = args.sql
+    if sql.count("?") != len(args.param):
+        raise CommandError(
+            f"the query has {sql.count('?')} parameter(s) (?), {len(args.param)} --param given"
+        )
+    try:
+        result = audit.query_for(target.resolve(args))(sql, args.param)
+    except audit.AuditError as exc:
+        raise CommandError(str(exc)) from None
+    emit(args, result.dicts(), columns=result.columns)
+    return 0
+
+
+def _queries(args: Any) -> int:
+    from stacks.audit_queries import NAMED_QUERIES
+
+    rows = [{"name": name, "description": desc} for name, (desc, _) in sorted(NAMED_QUERIES.items())]
+    emit(args, rows, columns=("name", "description"))
+    return 0
+
+
+def _verify(args: Any) -> int:
+    from gatewayctl import audit, target
+
+    try:
+        report = audit.verify_target(target.resolve(args), args.date_from, args.date_to or args.date_from)
+    except audit.AuditError as exc:
+        raise CommandError(str(exc)) from None
+    data = report.to_dict()
+    if getattr(args, "json", False):
+        emit(args, data)
+    else:
+        summary = {
+            k: data[k] for k in ("ok", "from", "to", "witnessed", "audited", "objects_checked", "duplicates")
+        }
+        emit(args, summary)
+        for kind in ("missing", "incomplete", "extra", "unlocked"):
+            if data[kind]:
+                print(f"\n{kind} ({len(data[kind])}):")
+                emit(args, data[kind])
+    return 0 if report.ok else 1
+
+
+def _redrive(args: Any) -> int:
+    from gatewayctl import audit, target
+
+    emit(args, {"redriven": audit.redrive_dlq(target.resolve(args))})
+    return 0

@@ -1,0 +1,62 @@
+"""gatewayctl gdpr export|erase: answer a data subject's access and erasure requests.
+
+The audit trail names people only by pseudonym (HMAC of the principal id under a per-principal
+secret in the tenants table). Export recomputes the pseudonym and returns every record; erase
+deletes the secret and the principal's mutable data, so the immutable trail stays but no longer
+links to the person.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.output import CommandError, emit
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("gdpr", help="GDPR export and erasure for one principal").add_subparsers(
+        dest="gdpr_command", metavar="ACTION", required=True
+    )
+    export = group.add_parser("export", help="everything held on a principal, as JSON")
+    export.add_argument("principal_id", help="the Cognito `sub` of a user, or an app client id")
+    export.add_argument("--out", type=Path, help="write the JSON to this file instead of stdout")
+    export.set_defaults(func=_export)
+
+    erase = group.add_parser(
+        "erase",
+        help="delete the principal's pseudonym secret and mutable data (the audit trail stays, unlinkable)",
+    )
+    erase.add_argument("principal_id")
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    erase.set_defaults(func=_erase)
+
+
+def _export(args: Any) -> int:
+    from gatewayctl import audit, target
+
+    try:
+        data = audit.export_principal(target.resolve(args), args.principal_id)
+    except audit.AuditError as exc:
+        raise CommandError(str(exc)) from None
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    if args.out:
+        args.out.write_text(text)
+        print(f"{len(data['records'])} records written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _erase(args: Any) -> int:
+    from gatewayctl import audit, target
+
+    if not args.yes:
+        raise CommandError("erasure cannot be undone: pass --yes to confirm", exit_code=2)
+    result = audit.erase_principal(target.resolve(args), args.principal_id)
+    if not result["erased"]:
+        raise CommandError(f"no principal {args.principal_id!r}")
+    emit(args, result)
+    return 0
