@@ -1,0 +1,394 @@
+"""The audit trail (DESIGN.md section 2): stream -> Firehose -> Object Lock bucket <- Athena, plus the DLQ
+and the API Gateway access-log witness under its own prefix.
+
+Why Firehose and not the Kinesis channel, and what guards the Object Lock question:
+docs/decisions/audit-delivery.md.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import EnvironmentConfig
+from stacks.constructs.common import log_group, pin_logical_id
+from stacks.nag import suppress
+from stacks.definitions import ACCESS_LOGS_PREFIX, ATHENA_RESULTS_PREFIX, AUDIT_RECORDS_PREFIX
+
+# Pinned logical ids of the stateful audit resources (tests/infrastructure/test_logical_ids.py).
+AUDIT_STREAM_ID = "AuditStream"
+AUDIT_BUCKET_ID = "AuditBucket"
+LOG_BUCKET_ID = "AuditLogBucket"
+RESULTS_BUCKET_ID = "AthenaResultsBucket"
+AUDIT_DLQ_ID = "AuditDlq"
+
+# The JSON fields of an API Gateway access-log line (the stateless stack writes this format).
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "request_id": "$context.requestId",
+    "extended_request_id": "$context.extendedRequestId",
+    "request_time": "$context.requestTimeEpoch",
+    "http_method": "$context.httpMethod",
+    "resource_path": "$context.resourcePath",
+    "status": "$context.status",
+    "response_length": "$context.responseLength",
+    "integration_status": "$context.integration.status",
+    "integration_latency": "$context.integrationLatency",
+    "response_latency": "$context.responseLatency",
+    "source_ip": "$context.identity.sourceIp",
+    "user_agent": "$context.identity.userAgent",
+    "principal": "$context.authorizer.claims.sub",
+    "client_id": "$context.authorizer.claims.client_id",
+    "waf_status": "$context.waf.status",
+    "error_type": "$context.error.responseType",
+}
+_ACCESS_LOG_COLUMNS = [(name, "bigint" if name == "request_time" else "string") for name in ACCESS_LOG_FORMAT]
+
+
+def _glue_columns() -> list[tuple[str, str]]:
+    # One definition of the record schema, owned by the runtime's audit model.
+    from gateway.models.audit import glue_columns
+
+    return glue_columns()
+
+
+def _named_queries() -> dict[str, tuple[str, str]]:
+    from stacks.audit_queries import NAMED_QUERIES
+
+    return NAMED_QUERIES
+
+
+def _table_names() -> tuple[str, str]:
+    from stacks.audit_queries import ACCESS_LOG_TABLE, AUDIT_TABLE
+
+    return AUDIT_TABLE, ACCESS_LOG_TABLE
+
+
+class AuditTrail(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.key = key
+        retention = Duration.days(config.audit_retention_days)
+
+        self.log_bucket = s3.Bucket(
+            self,
+            LOG_BUCKET_ID,
+            # S3 server access logs can only be delivered with SSE-S3, and not into an Object Lock bucket.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(max(config.audit_retention_days, 90)),
+                                              noncurrent_version_expiration=Duration.days(30))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.log_bucket, LOG_BUCKET_ID)
+
+        lock = (s3.ObjectLockRetention.compliance if config.object_lock_mode == "COMPLIANCE"
+                else s3.ObjectLockRetention.governance)(retention)
+        self.bucket = s3.Bucket(
+            self,
+            AUDIT_BUCKET_ID,
+            object_lock_enabled=True,
+            object_lock_default_retention=lock,
+            versioned=True,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="audit-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.bucket, AUDIT_BUCKET_ID)
+
+        # Athena results are query output, not evidence: kept apart so they are not locked for years.
+        self.results_bucket = s3.Bucket(
+            self,
+            RESULTS_BUCKET_ID,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="athena-results-bucket/",
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(30),
+                                              noncurrent_version_expiration=Duration.days(1))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.results_bucket, RESULTS_BUCKET_ID)
+
+        self.stream = kinesis.Stream(
+            self,
+            AUDIT_STREAM_ID,
+            stream_mode=kinesis.StreamMode.ON_DEMAND,
+            encryption=kinesis.StreamEncryption.KMS,
+            encryption_key=key,
+            retention_period=Duration.hours(config.audit_stream_retention_hours),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.stream, AUDIT_STREAM_ID)
+        suppress(self.stream, {"AwsSolutions-KDS3": (
+            "Deliberately a customer-managed key: the audit key also guards the bucket and the DLQ, so who may "
+            "read evidence is decided in one key policy, and its use is logged in CloudTrail.")})
+
+        self.dlq = sqs.Queue(
+            self,
+            AUDIT_DLQ_ID,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            data_key_reuse=Duration.hours(1),
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.dlq, AUDIT_DLQ_ID)
+        suppress(self.dlq, {"AwsSolutions-SQS3": (
+            "This queue is itself the dead-letter queue of the audit path (records the runtime could not put "
+            "on the stream); an alarm fires on its depth and operators replay it.")})
+
+        self.delivery_log_group = log_group(self, "DeliveryLogs", days=config.log_retention_days, key=key)
+        self.audit_delivery = self._audit_delivery()
+        self.access_log_delivery = self._access_log_delivery(config)
+        self._catalog(config)
+
+    # -- Firehose ----------------------------------------------------------------------------------------------
+
+    def _delivery_role(self, construct_id: str, prefixes: tuple[str, ...]) -> iam.Role:
+        role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("firehose.amazonaws.com",
+                                                                           conditions={"StringEquals": {
+                                                                               "aws:SourceAccount": Aws.ACCOUNT_ID}}))
+        # Write-only into the bucket: no read, no delete, no retention bypass.
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket",
+                     "s3:ListBucketMultipartUploads", "s3:PutObject"],
+            resources=[self.bucket.bucket_arn, *(self.bucket.arn_for_objects(f"{p}*") for p in prefixes)],
+        ))
+        self.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
+        suppress(role, {"AwsSolutions-IAM5": (
+            "Firehose names each object itself (time-stamped keys under dynamic partitions), so the write "
+            f"grant is per prefix ({', '.join(prefixes)}), never the whole bucket; no read, delete or "
+            "retention permission.")}, children=True)
+        return role
+
+    def _log_stream(self, name: str) -> logs.LogStream:
+        return logs.LogStream(self, f"{name}LogStream", log_group=self.delivery_log_group, log_stream_name=name,
+                              removal_policy=RemovalPolicy.RETAIN)
+
+    def _audit_delivery(self) -> firehose.CfnDeliveryStream:
+        role = self._delivery_role("AuditDeliveryRole", (AUDIT_RECORDS_PREFIX, "audit-errors/"))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetShardIterator",
+                     "kinesis:GetRecords", "kinesis:ListShards"],
+            resources=[self.stream.stream_arn],
+        ))
+        log_stream = self._log_stream("audit")
+        delivery = firehose.CfnDeliveryStream(
+            self,
+            "AuditDelivery",
+            delivery_stream_type="KinesisStreamAsSource",
+            kinesis_stream_source_configuration=firehose.CfnDeliveryStream.KinesisStreamSourceConfigurationProperty(
+                kinesis_stream_arn=self.stream.stream_arn, role_arn=role.role_arn
+            ),
+            extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
+                bucket_arn=self.bucket.bucket_arn,
+                role_arn=role.role_arn,
+                # tenant=<tenant_id>/dt=<yyyy-mm-dd>/ from the record itself (docs/ARCHITECTURE.md contract)
+                prefix=f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/dt=!{{partitionKeyFromQuery:dt}}/",
+                error_output_prefix="audit-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+                # Dynamic partitioning needs a buffer of at least 64 MiB.
+                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=60,
+                                                                                   size_in_m_bs=64),
+                compression_format="GZIP",
+                encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
+                    kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
+                        awskms_key_arn=self.key.key_arn)
+                ),
+                dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
+                    enabled=True,
+                    retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(duration_in_seconds=300),
+                ),
+                processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
+                    enabled=True,
+                    processors=[
+                        _processor("MetadataExtraction", {
+                            "MetadataExtractionQuery": "{tenant: .tenant_id, dt: .event_time[0:10]}",
+                            "JsonParsingEngine": "JQ-1.6",
+                        }),
+                        _processor("AppendDelimiterToRecord", {"Delimiter": "\\n"}),
+                    ],
+                ),
+                cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
+                    enabled=True,
+                    log_group_name=self.delivery_log_group.log_group_name,
+                    log_stream_name=log_stream.log_stream_name,
+                ),
+            ),
+        )
+        delivery.node.add_dependency(role)
+        suppress(delivery, {"AwsSolutions-KDF1": (
+            "A Firehose stream with a Kinesis source cannot have its own SSE; records are encrypted at rest "
+            "in the source stream (audit KMS key) and in S3 (same key, set on the destination).")})
+        return delivery
+
+    def _access_log_delivery(self, config: EnvironmentConfig) -> firehose.CfnDeliveryStream:
+        role = self._delivery_role("AccessLogDeliveryRole", (ACCESS_LOGS_PREFIX, "access-log-errors/"))
+        log_stream = self._log_stream("access-logs")
+        delivery = firehose.CfnDeliveryStream(
+            self,
+            "AccessLogDelivery",
+            # API Gateway delivers access logs only to a Firehose stream whose name starts like this.
+            delivery_stream_name=f"amazon-apigateway-claude-gateway-{config.name}",
+            delivery_stream_type="DirectPut",
+            delivery_stream_encryption_configuration_input=firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
+                key_type="CUSTOMER_MANAGED_CMK", key_arn=self.key.key_arn
+            ),
+            extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
+                bucket_arn=self.bucket.bucket_arn,
+                role_arn=role.role_arn,
+                prefix=f"{ACCESS_LOGS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/",
+                error_output_prefix="access-log-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=60,
+                                                                                   size_in_m_bs=5),
+                compression_format="GZIP",
+                encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
+                    kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
+                        awskms_key_arn=self.key.key_arn)
+                ),
+                cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
+                    enabled=True,
+                    log_group_name=self.delivery_log_group.log_group_name,
+                    log_stream_name=log_stream.log_stream_name,
+                ),
+            ),
+        )
+        delivery.node.add_dependency(role)
+        return delivery
+
+    # -- Glue and Athena ---------------------------------------------------------------------------------------
+
+    def _catalog(self, config: EnvironmentConfig) -> None:
+        account = Stack.of(self).account
+        self.database = glue.CfnDatabase(
+            self, "AuditDatabase", catalog_id=account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=f"claude_gateway_{config.name.replace('-', '_')}",
+                description="claude-gateway audit trail",
+            ),
+        )
+        audit_table, access_table = _table_names()
+        bucket_root = f"s3://{self.bucket.bucket_name}/"
+        self.table = self._json_table(
+            "AuditTable", audit_table, _glue_columns(),
+            location=f"{bucket_root}{AUDIT_RECORDS_PREFIX}",
+            partitions=[("tenant", "string"), ("dt", "string")],
+            projection={
+                # Tenants are not known at deploy time; queries name them (WHERE tenant = ...).
+                "projection.tenant.type": "injected",
+                **_date_projection("dt"),
+                "storage.location.template": f"{bucket_root}{AUDIT_RECORDS_PREFIX}tenant=${{tenant}}/dt=${{dt}}/",
+            },
+            description="Audit records: one JSON object per line, written by Firehose",
+        )
+        self.access_table = self._json_table(
+            "AccessLogTable", access_table, _ACCESS_LOG_COLUMNS,
+            location=f"{bucket_root}{ACCESS_LOGS_PREFIX}",
+            partitions=[("dt", "string")],
+            projection={
+                **_date_projection("dt"),
+                "storage.location.template": f"{bucket_root}{ACCESS_LOGS_PREFIX}dt=${{dt}}/",
+            },
+            description="API Gateway access logs: the independent witness of every request id",
+        )
+
+        self.workgroup = athena.CfnWorkGroup(
+            self,
+            "AuditWorkgroup",
+            name=f"claude-gateway-{config.name}-audit",
+            description="Audit queries: results encrypted, location enforced, scans capped",
+            recursive_delete_option=False,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                bytes_scanned_cutoff_per_query=config.athena_bytes_scanned_cutoff,
+                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
+                    selected_engine_version="Athena engine version 3"),
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{self.results_bucket.bucket_name}/{ATHENA_RESULTS_PREFIX}",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_KMS", kms_key=self.key.key_arn),
+                    expected_bucket_owner=account,
+                ),
+            ),
+        )
+        for name, (description, sql) in sorted(_named_queries().items()):
+            query = athena.CfnNamedQuery(
+                self, f"Query{_pascal(name)}", name=name, description=description[:1024],
+                database=self.database.ref, work_group=self.workgroup.ref, query_string=sql,
+            )
+            query.node.add_dependency(self.workgroup)
+
+    def _json_table(self, construct_id: str, name: str, columns: list[tuple[str, str]], *, location: str,
+                    partitions: list[tuple[str, str]], projection: dict[str, str],
+                    description: str) -> glue.CfnTable:
+        table = glue.CfnTable(
+            self,
+            construct_id,
+            catalog_id=Stack.of(self).account,
+            database_name=self.database.ref,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=name,
+                description=description,
+                table_type="EXTERNAL_TABLE",
+                parameters={"classification": "json", "compressionType": "gzip", "projection.enabled": "true",
+                            **projection},
+                partition_keys=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in partitions],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    input_format="org.apache.hadoop.mapred.TextInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.openx.data.jsonserde.JsonSerDe",
+                        parameters={"ignore.malformed.json": "false"},
+                    ),
+                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in columns],
+                ),
+            ),
+        )
+        return table
+
+
+def _processor(kind: str, parameters: dict[str, str]) -> firehose.CfnDeliveryStream.ProcessorProperty:
+    return firehose.CfnDeliveryStream.ProcessorProperty(
+        type=kind,
+        parameters=[firehose.CfnDeliveryStream.ProcessorParameterProperty(parameter_name=k, parameter_value=v)
+                    for k, v in parameters.items()],
+    )
+
+
+def _date_projection(column: str) -> dict[str, str]:
+    return {
+        f"projection.{column}.type": "date",
+        f"projection.{column}.format": "yyyy-MM-dd",
+        f"projection.{column}.range": "2026-01-01,NOW",
+        f"projection.{column}.interval": "1",
+        f"projection.{column}.interval.unit": "DAYS",
+    }
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))

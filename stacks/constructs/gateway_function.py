@@ -1,0 +1,153 @@
+"""The gateway Lambda: Python 3.13 on arm64, the ASGI app under the Lambda Web Adapter, least privilege."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.bundling import LAMBDA_SRC, gateway_code
+from stacks.config import LWA_LAYER_ACCOUNT, LWA_LAYER_VERSION, EnvironmentConfig
+from stacks.constructs.common import log_group
+from stacks.definitions import TENANTS
+from stacks.nag import suppress
+
+CATALOG = LAMBDA_SRC / "gateway" / "catalog.json"
+
+# Where a cross-region inference profile may route a request (its destination regions); the role needs the
+# foundation model there. Keep in step with the Bedrock "supported Regions" table for each profile prefix.
+PROFILE_DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "us": ("us-east-1", "us-east-2", "us-west-1", "us-west-2"),
+    "eu": ("eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2",
+           "eu-west-3"),
+    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1",
+             "ap-southeast-2", "ap-southeast-4"),
+    "jp": ("ap-northeast-1", "ap-northeast-3"),
+    "au": ("ap-southeast-2", "ap-southeast-4"),
+}
+
+
+def bedrock_resources(config: EnvironmentConfig, *, account: str, partition: str = "aws",
+                      catalog_path: Path = CATALOG) -> tuple[list[str], list[str]]:
+    """(inference-profile ARNs, foundation-model ARNs): exactly what the catalog serves in this environment."""
+    catalog = json.loads(catalog_path.read_text())
+    profiles: set[str] = set()
+    models: set[str] = set()
+    for model in catalog["models"]:
+        for residency, upstream in config.upstreams.items():
+            profile = model["bedrock_profiles"].get(residency)
+            if profile is None:
+                continue
+            for region in upstream.bedrock_regions:
+                profiles.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{profile}")
+            prefix = profile.split(".", 1)[0]
+            if prefix == "global":
+                # Global profiles route to any commercial region; AWS documents the region-less model ARN.
+                models.add(f"arn:{partition}:bedrock:::foundation-model/{model['bedrock_model_id']}")
+                destinations: tuple[str, ...] = ()
+            else:
+                destinations = PROFILE_DESTINATIONS[prefix]
+            for region in {*destinations, *upstream.bedrock_regions} if destinations else upstream.bedrock_regions:
+                models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model['bedrock_model_id']}")
+    return sorted(profiles), sorted(models)
+
+
+class GatewayFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        tenants: dynamodb.ITable,
+        usage: dynamodb.ITable,
+        audit_stream: kinesis.IStream,
+        audit_dlq: sqs.IQueue,
+        data_key: kms.IKey,
+        audit_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = log_group(self, "Logs", days=config.log_retention_days, removal_policy=RemovalPolicy.DESTROY)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"claude-gateway {config.name} gateway function")
+        self.log_group.grant_write(self.role)
+
+        region = Stack.of(self).region
+        layer_arn = (f"arn:{Aws.PARTITION}:lambda:{region}:{LWA_LAYER_ACCOUNT}:layer:LambdaAdapterLayerArm64:"
+                     f"{LWA_LAYER_VERSION}")
+        environment = {
+            # The Lambda Web Adapter: runs run.sh, streams the ASGI app's responses.
+            "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+            "AWS_LWA_INVOKE_MODE": "response_stream",
+            "AWS_LWA_PORT": "8080",
+            "AWS_LWA_READINESS_CHECK_PATH": "/healthz",
+            # gateway.settings.Settings.from_env (AWS_REGION comes from the Lambda runtime itself)
+            "GATEWAY_ENV": config.name,
+            "TENANTS_TABLE": tenants.table_name,
+            "USAGE_TABLE": usage.table_name,
+            "AUDIT_STREAM": audit_stream.stream_name,
+            "AUDIT_DLQ_URL": audit_dlq.queue_url,
+            "BEDROCK_REGIONS": json.dumps(config.bedrock_regions(), sort_keys=True),
+        }
+        if config.vertex_project:
+            environment["VERTEX_PROJECT"] = config.vertex_project
+            environment["VERTEX_REGIONS"] = json.dumps(config.vertex_regions(), sort_keys=True)
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="run.sh",
+            code=gateway_code(),
+            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", layer_arn)],
+            memory_size=config.lambda_memory_mb,
+            timeout=Duration.minutes(15),  # the longest a streamed answer may take
+            environment=environment,
+            role=self.role,
+            log_group=self.log_group,
+            reserved_concurrent_executions=config.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            description=f"claude-gateway {config.name}: Messages API on Bedrock/Vertex",
+        )
+
+        # Least privilege, by hand where grant_* would give more than the runtime uses.
+        table_arns = [tenants.table_arn, usage.table_arn,
+                      *(f"{tenants.table_arn}/index/{index.name}" for index in TENANTS.indexes)]
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="TenantAndUsageTables",
+            actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                     "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"],
+            resources=table_arns,
+        ))
+        # TransactWriteItems is authorized per item through the item actions above.
+        data_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="AuditStream", actions=["kinesis:PutRecord", "kinesis:PutRecords"], resources=[audit_stream.stream_arn]
+        ))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="AuditDeadLetters", actions=["sqs:SendMessage"], resources=[audit_dlq.queue_arn]
+        ))
+        audit_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+
+        profiles, models = bedrock_resources(config, account=Stack.of(self).account, partition=Aws.PARTITION)
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="BedrockCatalogModels",
+            actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+            resources=[*profiles, *models],
+        ))
+        suppress(self.role, {"AwsSolutions-IAM5": (
+            "Only X-Ray remains: xray:PutTraceSegments/PutTelemetryRecords support no resource-level "
+            "permissions (Resource '*'); tables, stream, DLQ and Bedrock are granted by exact ARN.")},
+            children=True)
+        suppress(self.function, {"AwsSolutions-L1": (
+            "Pinned to python3.13 on purpose (issue #2): the bundle's wheels are built for cp313; "
+            "move runtime and --python-version together in stacks/bundling.py.")})

@@ -1,0 +1,96 @@
+"""Dashboard and alarms: API 5xx, throttles, failovers, audit DLQ depth, latency, audit delivery."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import EnvironmentConfig
+
+METRICS_NAMESPACE = "ClaudeGateway"  # the runtime's EMF namespace; dimension Environment=<env>
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        api: apigateway.RestApi,
+        function: lambda_.IFunction,
+        audit_dlq: sqs.IQueue,
+        delivery_stream_names: list[str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        key = kms.Key(self, "TopicKey", enable_key_rotation=True,
+                      description=f"claude-gateway {config.name} alarm topic")
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+
+        five_min = Duration.minutes(5)
+
+        def custom(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name,
+                                     dimensions_map={"Environment": config.name}, statistic="Sum", period=five_min)
+
+        server_errors = api.metric_server_error(period=five_min, statistic="Sum")
+        latency = api.metric_latency(period=five_min, statistic="p99")
+        throttles = function.metric_throttles(period=five_min, statistic="Sum")
+        failovers = custom("Failovers")
+        upstream_errors = custom("UpstreamErrors")
+        dead_lettered = custom("AuditDeadLettered")
+        dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(period=five_min, statistic="Maximum")
+
+        specs = [
+            ("Api5xx", server_errors, 5, "API 5xx responses in 5 minutes"),
+            ("LambdaThrottles", throttles, 1, "the gateway function was throttled"),
+            ("Failovers", failovers, 10, "upstream failovers in 5 minutes (a region is degraded)"),
+            ("AuditDlqDepth", dlq_depth, 1, "audit records are waiting in the dead-letter queue"),
+            ("AuditDeadLettered", dead_lettered, 1, "the runtime dead-lettered audit records"),
+            # Streams run long; the p99 over whole responses flags a stuck upstream, not a slow token.
+            ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
+        ]
+        for index, stream_name in enumerate(delivery_stream_names):
+            freshness = cloudwatch.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.DataFreshness",
+                                          dimensions_map={"DeliveryStreamName": stream_name},
+                                          statistic="Maximum", period=five_min)
+            specs.append((f"DeliveryFreshness{index}", freshness, 900,
+                          "audit delivery to S3 is more than 15 minutes behind (see docs/decisions/audit-delivery.md)"))
+
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for name, metric, threshold, description in specs:
+            alarm = cloudwatch.Alarm(
+                self, name, metric=metric, threshold=threshold, evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"claude-gateway {config.name}: {description}",
+            )
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            self.alarms[name] = alarm
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"claude-gateway-{config.name}")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Requests and errors",
+                                   left=[api.metric_count(period=five_min), server_errors,
+                                         api.metric_client_error(period=five_min)]),
+            cloudwatch.GraphWidget(title="Latency p99 (ms)", left=[latency]),
+            cloudwatch.GraphWidget(title="Upstreams", left=[failovers, upstream_errors]),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Lambda", left=[function.metric_invocations(period=five_min), throttles,
+                                                         function.metric_errors(period=five_min)]),
+            cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered]),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
+        )
