@@ -75,6 +75,7 @@ class JwksCache:
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        self.fetches = 0
 
     def _fetch(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url, timeout=5) as response:
@@ -87,6 +88,7 @@ class JwksCache:
         async with self._lock:
             if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refresh_seconds:
                 self._fetched_at = time.monotonic()
+                self.fetches += 1
                 try:
                     self._keys = await asyncio.to_thread(self._fetch)
                 except OSError as exc:

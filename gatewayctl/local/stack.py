@@ -502,9 +502,9 @@ class LocalStack:
 
 class PoolClients:
     """The pool's app clients, listed from Cognito and listed again when a token names an unknown one
-    (machine clients are created at run time by `gatewayctl client create`), at most every few seconds."""
+    (machine clients are created at run time by `gatewayctl client create`); locally listing is cheap."""
 
-    def __init__(self, cognito: Any, pool_id: str, *, min_refresh_seconds: float = 1.0) -> None:
+    def __init__(self, cognito: Any, pool_id: str, *, min_refresh_seconds: float = 0.0) -> None:
         self.cognito, self.pool_id, self.min_refresh_seconds = cognito, pool_id, min_refresh_seconds
         self._ids: frozenset[str] = frozenset()
         self._listed_at = float("-inf")
