@@ -1,0 +1,247 @@
+"""The permission model and policy decisions (gateway.domain.policy): plain values, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+from gateway.domain import policy
+from gateway.domain.catalog import load_catalog
+from gateway.domain.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from gateway.domain.ports import MessagesRequest
+from gateway.domain.pseudonym import new_secret
+
+CATALOG = load_catalog()
+
+
+def request(
+    model="claude-sonnet-4-5", *, max_tokens=1024, tools=False, images=False, body=None
+) -> MessagesRequest:
+    body = body if body is not None else {"model": model, "max_tokens": max_tokens, "messages": []}
+    return MessagesRequest(
+        model=model,
+        max_tokens=max_tokens,
+        stream=False,
+        uses_tools=tools,
+        has_images=images,
+        estimated_input_tokens=10,
+        body=body,
+        body_sha256="0" * 64,
+    )
+
+
+def tenant(**kwargs) -> policy.TenantConfig:
+    return policy.TenantConfig(tenant_id="acme", name="Acme", **kwargs)
+
+
+def principal(*roles: str, **kwargs) -> policy.PrincipalRecord:
+    return policy.PrincipalRecord(
+        id="sub-1", tenant_id="acme", roles=roles, pseudonym_secret=new_secret(), **kwargs
+    )
+
+
+def decide(t, p, r):
+    return policy.decide(t, p, r, CATALOG)
+
+
+# Given each default role and each capability, When the request asks for it, Then DESIGN.md section 3 holds.
+CAPABILITIES = {
+    "haiku": request("claude-haiku-4-5"),
+    "sonnet": request("claude-sonnet-4-5"),
+    "opus": request("claude-opus-4-5"),
+    "tools": request("claude-sonnet-4-5", tools=True),
+    "vision": request("claude-sonnet-4-5", images=True),
+    "high_tokens": request("claude-sonnet-4-5", max_tokens=4097),
+}
+EXPECTED = {
+    "viewer": set(),
+    "basic_user": {"haiku", "sonnet"},
+    "power_user": {"haiku", "sonnet", "opus", "tools", "vision", "high_tokens"},
+    "admin": {"haiku", "sonnet", "opus", "tools", "vision", "high_tokens"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(EXPECTED))
+@pytest.mark.parametrize("capability", sorted(CAPABILITIES))
+def test_rbac_matrix(role, capability):
+    allowed = capability in EXPECTED[role]
+    if allowed:
+        assert decide(tenant(), principal(role), CAPABILITIES[capability]).entry is not None
+    else:
+        with pytest.raises(PermissionDeniedError):
+            decide(tenant(), principal(role), CAPABILITIES[capability])
+
+
+def test_max_tokens_cap_is_exactly_4096_without_high_tokens():
+    assert decide(tenant(), principal("basic_user"), request(max_tokens=4096))
+    with pytest.raises(PermissionDeniedError, match="4096"):
+        decide(tenant(), principal("basic_user"), request(max_tokens=4097))
+
+
+def test_tenant_role_overrides_a_builtin_and_adds_new_roles():
+    t = tenant(roles={"basic_user": frozenset({"write", "haiku"}), "opus_only": frozenset({"write", "opus"})})
+    with pytest.raises(PermissionDeniedError):
+        decide(t, principal("basic_user"), request("claude-sonnet-4-5"))
+    assert decide(t, principal("opus_only"), request("claude-opus-4-5")).entry.tier == "opus"
+    # roles combine
+    assert decide(t, principal("basic_user", "opus_only"), request("claude-haiku-4-5"))
+
+
+def test_unknown_role_grants_nothing():
+    with pytest.raises(PermissionDeniedError):
+        decide(tenant(), principal("wizard"), request("claude-haiku-4-5"))
+
+
+def test_model_allow_list_and_unknown_models():
+    t = tenant(allowed_models=("claude-haiku-4-5",))
+    assert (
+        decide(t, principal("admin"), request("claude-haiku-4-5-20251001")).entry.alias == "claude-haiku-4-5"
+    )
+    with pytest.raises(PermissionDeniedError, match="not enabled"):
+        decide(t, principal("admin"), request("claude-sonnet-4-5"))
+    with pytest.raises(NotFoundError):
+        decide(t, principal("admin"), request("gpt-4"))
+
+
+def test_residency_decides_availability_and_is_returned():
+    # opus 4.5 has no apac Bedrock profile; with no Vertex region for apac it is not available there.
+    apac = tenant(residency="apac")
+    with pytest.raises(NotFoundError, match="residency"):
+        decide(apac, principal("admin"), request("claude-opus-4-5"))
+    served = policy.decide(
+        apac, principal("admin"), request("claude-opus-4-5"), CATALOG, vertex_residencies=["apac"]
+    )
+    assert served.residency == "apac"
+    eu_only = policy.decide(
+        tenant(residency="eu"),
+        principal("admin"),
+        request("claude-haiku-4-5"),
+        CATALOG,
+        bedrock_residencies=["eu"],
+    )
+    assert eu_only.residency == "eu"
+    with pytest.raises(NotFoundError):
+        policy.decide(
+            tenant(residency="eu"), principal("admin"), request(), CATALOG, bedrock_residencies=["us"]
+        )
+
+
+def test_suspended_and_unknown_are_refused():
+    with pytest.raises(PermissionDeniedError, match="tenant is suspended"):
+        decide(tenant(status="suspended"), principal("admin"), request())
+    with pytest.raises(PermissionDeniedError, match="principal is suspended"):
+        decide(tenant(), principal("admin", status="suspended"), request())
+    with pytest.raises(PermissionDeniedError):
+        policy.check_active(None, principal("admin"))
+    with pytest.raises(PermissionDeniedError):
+        policy.check_active(tenant(), None)
+    erased = policy.PrincipalRecord(id="x", tenant_id="acme", roles=("admin",), pseudonym_secret=None)
+    with pytest.raises(PermissionDeniedError):
+        policy.check_active(tenant(), erased)
+
+
+def test_consent_is_a_recorded_principal_attribute_when_the_tenant_requires_it():
+    t = tenant(consent_required=True)
+    with pytest.raises(PermissionDeniedError, match="consent"):
+        decide(t, principal("basic_user"), request())
+    assert decide(t, principal("basic_user", consent_given_at="2026-11-23T03:00:00Z"), request())
+    # a tenant without the requirement does not ask
+    assert decide(tenant(), principal("basic_user"), request())
+
+
+def test_max_tokens_per_request_limit_tenant_and_principal():
+    t = tenant(limits=policy.Limits(max_tokens_per_request=2000))
+    with pytest.raises(InvalidRequestError, match="2000"):
+        decide(t, principal("power_user"), request(max_tokens=2001))
+    p = principal("power_user", limits=policy.Limits(max_tokens_per_request=100))
+    with pytest.raises(InvalidRequestError, match="100"):
+        decide(tenant(), p, request(max_tokens=101))
+    assert decide(tenant(), p, request(max_tokens=100))
+
+
+@pytest.mark.parametrize(
+    ("system", "expected"),
+    [
+        (None, "NOTICE"),
+        ("You are terse.", "You are terse.\n\nNOTICE"),
+        (
+            [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}}],
+            [
+                {"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "NOTICE"},
+            ],
+        ),
+    ],
+)
+def test_notice_is_appended_to_the_system_prompt_string_or_blocks(system, expected):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    if system is not None:
+        body["system"] = system
+    original = repr(body)
+    decision = decide(tenant(notice="NOTICE"), principal("basic_user"), request(body=body))
+    assert decision.body["system"] == expected
+    assert repr(body) == original  # the parsed request is untouched
+    assert {k: v for k, v in decision.body.items() if k != "system"} == {
+        k: v for k, v in body.items() if k != "system"
+    }
+
+
+def test_without_a_notice_the_body_is_forwarded_as_is():
+    r = request()
+    assert decide(tenant(), principal("basic_user"), r).body is r.body
+
+
+def test_allowed_models_follow_roles_allow_list_and_residency():
+    def aliases(t, role):
+        perms = policy.permissions_of((role,), t.roles)
+        return {e.alias for e in policy.allowed_models(t, perms, CATALOG)}
+
+    assert aliases(tenant(), "viewer") == set()
+    assert aliases(tenant(), "basic_user") == {"claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4"}
+    assert "claude-opus-4-5" in aliases(tenant(), "power_user")
+    assert aliases(tenant(allowed_models=("claude-opus-4-5",)), "basic_user") == set()
+    assert "claude-opus-4-5" not in aliases(tenant(residency="apac"), "admin")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"requests_per_minute": -1}, "negative"),
+        ({"usd_per_month": -0.5}, "negative"),
+        ({"tokens_per_day": 1.5}, "whole"),
+        ({"tokens_per_day": "many"}, "number"),
+        ({"nonsense": 1}, "unknown"),
+    ],
+)
+def test_limits_validation(raw, message):
+    with pytest.raises(ValueError, match=message):
+        policy.Limits.from_mapping(raw)
+
+
+def test_limits_parse_and_round_trip():
+    limits = policy.Limits.from_mapping(
+        {"requests_per_minute": "60", "usd_per_month": "12.5", "tokens_per_day": None}
+    )
+    assert limits == policy.Limits(requests_per_minute=60, usd_per_month=12.5)
+    assert policy.Limits.from_mapping(limits.to_mapping()) == limits
+    assert policy.Limits().empty and not limits.empty
+
+
+def test_items_parse_into_configs():
+    t = policy.tenant_from_item(
+        {
+            "tenant_id": "acme",
+            "residency": "eu",
+            "limits": {"requests_per_minute": 5},
+            "consent_required": True,
+        },
+        [{"sk": "ROLE#analyst", "permissions": ["read", "write", "haiku"]}],
+    )
+    assert t.residency == "eu" and t.limits.requests_per_minute == 5 and t.consent_required
+    assert t.roles == {"analyst": frozenset({"read", "write", "haiku"})}
+    p = policy.principal_from_item(
+        {"principal_id": "s", "tenant_id": "acme", "roles": ["viewer"], "limits": {}}
+    )
+    assert p.limits == policy.Limits() and p.roles == ("viewer",)
+    assert policy.principal_limits(t, p) == policy.Limits()
+    p2 = policy.principal_from_item({"principal_id": "s", "tenant_id": "acme", "roles": []})
+    t2 = policy.TenantConfig("acme", "Acme", principal_limits=policy.Limits(requests_per_minute=3))
+    assert policy.principal_limits(t2, p2).requests_per_minute == 3
