@@ -19,6 +19,7 @@ Anthropic `error` event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -84,12 +85,16 @@ class FailoverChain:
         metrics: Metrics,
         *,
         timeout_seconds: float,
+        first_event_timeout_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstreams = upstreams
         self.breakers = breakers
         self.metrics = metrics
         self.timeout_seconds = timeout_seconds
+        # A stream's first event (message_start) comes within seconds of a healthy upstream; waiting
+        # longer than this for it would spend the whole budget on one stuck region.
+        self.first_event_timeout_seconds = first_event_timeout_seconds
         self.clock = clock
 
     def all_upstreams(self) -> list[Upstream]:
@@ -136,7 +141,13 @@ class FailoverChain:
         async def call(up: Upstream, model_id: str, timeout: float) -> OpenedStream:
             events = up.stream(model_id, body, beta=beta, timeout=timeout)
             try:
-                first = await events.__anext__()
+                wait = min(timeout, self.first_event_timeout_seconds)
+                first = await asyncio.wait_for(events.__anext__(), wait)
+            except TimeoutError:
+                await aclose_quietly(events)
+                raise UpstreamFailure(
+                    NEXT, 504, "api_error", "no first event in time", code="Timeout"
+                ) from None  # noqa: E501
             except StopAsyncIteration:
                 raise UpstreamFailure(
                     RETRY, 502, "api_error", "upstream stream ended before any event"
