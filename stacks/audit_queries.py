@@ -2,9 +2,14 @@
 `gatewayctl audit query` (Athena in the cloud, DuckDB over the same objects locally).
 
 Every statement is written in the common subset of Trino (Athena engine 3) and DuckDB SQL, against
-the table name below; tests/integration/test_audit_queries.py runs each one in DuckDB. A `?` is a
-positional parameter (Athena ExecutionParameters, DuckDB prepared parameters).
-Timestamps are ISO-8601 strings, compared as text: they sort in time order in both engines.
+the table name below; tests run each one in DuckDB. A `?` is a positional parameter (Athena
+ExecutionParameters, DuckDB prepared parameters).
+
+Each query names its tenant (`tenant = ?`, the first parameter): the Glue table projects the tenant
+partition with the `injected` type (tenants are not known at deploy time), and Athena refuses a query
+on such a table unless the WHERE clause holds a static equality on that column. To span tenants, use
+`tenant IN ('a', 'b', ...)` in your own SQL. Timestamps are ISO-8601 strings, compared as text: they
+sort in time order in both engines.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ AUDIT_TABLE = "audit_events"
 ACCESS_LOG_TABLE = "access_logs"
 
 NAMED_QUERIES: dict[str, tuple[str, str]] = {
-    "usage_by_tenant_day": (
-        "Tokens and cost of served requests, per tenant and day",
+    "usage_by_day": (
+        "One tenant's served requests, tokens and cost per day (parameter: tenant id)",
         f"""SELECT tenant, dt,
        count(*) AS responses,
        sum(input_tokens) AS input_tokens,
@@ -25,66 +30,73 @@ NAMED_QUERIES: dict[str, tuple[str, str]] = {
        sum(cache_write_tokens) AS cache_write_tokens,
        round(sum(cost_usd), 6) AS cost_usd
 FROM {AUDIT_TABLE}
-WHERE event_type = 'response'
+WHERE tenant = ? AND event_type = 'response'
 GROUP BY tenant, dt
 ORDER BY tenant, dt""",
     ),
     "errors": (
-        "Requests that ended in an error, by tenant, day, status and error type",
+        "One tenant's requests that ended in an error, by day, status and error type (parameter: tenant id)",
         f"""SELECT tenant, dt, status, error_type, count(*) AS events
 FROM {AUDIT_TABLE}
-WHERE event_type = 'error'
+WHERE tenant = ? AND event_type = 'error'
 GROUP BY tenant, dt, status, error_type
 ORDER BY events DESC, tenant, dt, status, error_type""",
     ),
     "denials": (
-        "Requests refused by policy or quota after the authorizer let them in",
+        "One tenant's requests refused by policy or quota after the authorizer let them in (parameter: tenant id)",
         f"""SELECT tenant, dt, status, error_type, quota_decision, count(*) AS events
 FROM {AUDIT_TABLE}
-WHERE event_type = 'denied'
+WHERE tenant = ? AND event_type = 'denied'
 GROUP BY tenant, dt, status, error_type, quota_decision
 ORDER BY events DESC, tenant, dt, status, error_type, quota_decision""",
     ),
     "failovers": (
-        "Requests that needed more than one upstream attempt (region or provider failover)",
+        "One tenant's requests that needed more than one upstream attempt (parameter: tenant id)",
         f"""SELECT event_time, request_id, tenant, model_alias, provider, region, attempt_count, status
 FROM {AUDIT_TABLE}
-WHERE event_type IN ('response', 'error') AND attempt_count > 1
+WHERE tenant = ? AND event_type IN ('response', 'error') AND attempt_count > 1
 ORDER BY event_time, request_id""",
     ),
     "principal_records": (
-        "Every record of one principal, by pseudonym (parameter 1: the pseudonym)",
+        "Every record of one principal (parameters: tenant id, pseudonym)",
         f"""SELECT *
 FROM {AUDIT_TABLE}
-WHERE principal = ?
+WHERE tenant = ? AND principal = ?
 ORDER BY event_time, event_type""",
     ),
     "requests_without_outcome": (
-        "Request records with no response, denied or error record (should be empty)",
+        "One tenant's request records with no response, denied or error record: should be empty "
+        "(parameters: tenant id, twice)",
         f"""SELECT r.tenant, r.dt, r.request_id, r.event_time
 FROM {AUDIT_TABLE} r
-LEFT JOIN {AUDIT_TABLE} o ON o.request_id = r.request_id AND o.event_type <> 'request'
-WHERE r.event_type = 'request' AND o.request_id IS NULL
+WHERE r.tenant = ? AND r.event_type = 'request'
+  AND r.request_id NOT IN (
+    SELECT o.request_id FROM {AUDIT_TABLE} o WHERE o.tenant = ? AND o.event_type <> 'request'
+  )
 ORDER BY r.event_time""",
     ),
 }
 
-# API Gateway access-log format (one JSON object per request): the stack passes
-# json.dumps(ACCESS_LOG_FORMAT) to AccessLogFormat.custom, and the local stack writes the same fields
-# (gatewayctl/local/access_log.py), so `gatewayctl audit verify` reads one format in both places.
+# The API Gateway access-log fields the witness needs (one JSON object per request), named as the
+# stack's format names them (stacks/constructs/audit_trail.py ACCESS_LOG_FORMAT must contain each of
+# these with the same $context variable: tests/unit/test_audit_schema.py checks it). The local stack
+# writes exactly these (gatewayctl/local/access_log.py), and `gatewayctl audit verify` reads them.
+# No principal id here on purpose: the bucket is immutable, and erasure must leave nothing that names
+# a person.
 ACCESS_LOG_FORMAT: dict[str, str] = {
-    "requestId": "$context.requestId",
-    "requestTimeEpoch": "$context.requestTimeEpoch",
-    "ip": "$context.identity.sourceIp",
-    "userAgent": "$context.identity.userAgent",
-    "httpMethod": "$context.httpMethod",
-    "path": "$context.path",
+    "request_id": "$context.requestId",
+    "request_time": "$context.requestTimeEpoch",
+    "http_method": "$context.httpMethod",
+    "resource_path": "$context.resourcePath",
     "status": "$context.status",
-    "protocol": "$context.protocol",
-    "responseLength": "$context.responseLength",
-    "errorType": "$context.error.responseType",
-    "integrationStatus": "$context.integration.status",
-}  # no principal id: the bucket is immutable, and erasure must leave nothing that names a person
+    "response_length": "$context.responseLength",
+    "integration_status": "$context.integration.status",
+    "source_ip": "$context.identity.sourceIp",
+    "user_agent": "$context.identity.userAgent",
+    "error_type": "$context.error.responseType",
+}
+# Where Firehose (and the local stack) put access logs under definitions.ACCESS_LOGS_PREFIX.
+ACCESS_LOG_PARTITION = "dt"
 
 # Gateway responses that API Gateway answers before the Lambda runs: no audit record is expected
 # for these request ids (the authorizer, WAF or stage throttling refused them).
@@ -109,5 +121,5 @@ PRE_INTEGRATION_ERRORS = frozenset(
         "WAF_FILTERED",
     }
 )
-# The requests the gateway audits: POST to a path ending in this (the stage may prefix it).
-AUDITED_PATH_SUFFIX = "/v1/messages"
+# The requests the gateway audits: POST to this resource.
+AUDITED_RESOURCE = "/v1/messages"

@@ -257,6 +257,7 @@ ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
             termination_protection=True,
             athena_bytes_scanned_cutoff=100 * 1024**3,
             lambda_memory_mb=2048,
+            reserved_concurrency=200,
         ),
     }
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_kinesisfirehose as firehose
@@ -15,7 +15,8 @@ from constructs import Construct
 
 from stacks.config import EnvironmentConfig
 from stacks.constructs.audit_trail import ACCESS_LOG_FORMAT
-from stacks.nag import suppress
+from stacks.constructs.common import log_group
+from stacks.nag import acknowledge_compliance, suppress
 
 STAGE_NAME = "api"
 # (path, method, request model name or None)
@@ -123,10 +124,19 @@ class GatewayApi(Construct):
             "Execution logging needs the account-wide API Gateway CloudWatch role, which this app does not own "
             "(it would be shared by every API in the account); access logs of every request go to the audit "
             "bucket through Firehose instead.")})
+        acknowledge_compliance(stage, "APIGWExecutionLoggingEnabled", (
+            "Same reason as AwsSolutions-APIG6: execution logging needs the account-wide CloudWatch role; "
+            "every request is access-logged to the audit bucket."))
+        acknowledge_compliance(stage, "APIGWCacheEnabledAndEncrypted", (
+            "Model answers are per caller and streamed; caching them would serve one caller's answer to another. "
+            "No cache, so nothing to encrypt."))
+        acknowledge_compliance(stage, "APIGWSSLEnabled", (
+            "Backend client certificates authenticate API Gateway to HTTP backends; this backend is a Lambda "
+            "invoked through IAM, which has no TLS endpoint to present a certificate to."))
         if not config.waf_enabled:
-            suppress(stage, {"AwsSolutions-APIG3": (
-                f"WAF is off in {config.name} (no public traffic; saves the web ACL cost); staging and prod "
-                "associate one (stacks/config.py waf_enabled).")})
+            no_waf = (f"WAF is off in {config.name} (no public traffic; saves the web ACL cost); staging and prod "
+                      "associate one (stacks/config.py waf_enabled).")
+            suppress(stage, {"AwsSolutions-APIG3": no_waf, "NIST.800.53.R5-APIGWAssociatedWithWAF": no_waf})
 
     def _model(self, name: str) -> apigateway.Model:
         schema = _SCHEMAS[name]
@@ -182,6 +192,18 @@ class GatewayApi(Construct):
                 managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
             ],
         )
+        # WAF logs: the log group name must start with aws-waf-logs-.
+        waf_logs = log_group(self, "WafLogs", days=config.log_retention_days)
+        waf_logs.node.default_child.log_group_name = f"aws-waf-logs-claude-gateway-{config.name}"
+        acknowledge_compliance(waf_logs, "CloudWatchLogGroupEncrypted", (
+            "WAF logging needs a resource policy for delivery.logs; with the audit key from the stateful stack "
+            "the key policy would also need the log delivery service. WAF logs hold request headers, not "
+            "bodies."))
+        wafv2.CfnLoggingConfiguration(
+            self, "WafLogging", resource_arn=acl.attr_arn,
+            log_destination_configs=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
+                                     f"aws-waf-logs-claude-gateway-{config.name}"],
+        ).node.add_dependency(waf_logs)
         wafv2.CfnWebACLAssociation(self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn,
                                    web_acl_arn=acl.attr_arn)
         return acl

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from stacks.config import EnvironmentConfig
 from stacks.constructs.common import log_group, pin_logical_id
-from stacks.nag import suppress
+from stacks.nag import acknowledge_compliance, suppress
 from stacks.definitions import ACCESS_LOGS_PREFIX, ATHENA_RESULTS_PREFIX, AUDIT_RECORDS_PREFIX
 
 # Pinned logical ids of the stateful audit resources (tests/infrastructure/test_logical_ids.py).
@@ -92,6 +92,9 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.log_bucket, LOG_BUCKET_ID)
+        acknowledge_compliance(self.log_bucket, "S3DefaultEncryptionKMS", (
+            "S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption; the "
+            "logs hold request metadata, not audit records."))
 
         lock = (s3.ObjectLockRetention.compliance if config.object_lock_mode == "COMPLIANCE"
                 else s3.ObjectLockRetention.governance)(retention)
@@ -131,6 +134,11 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.results_bucket, RESULTS_BUCKET_ID)
+
+        for bucket in (self.bucket, self.results_bucket, self.log_bucket):
+            acknowledge_compliance(bucket, "S3BucketReplicationEnabled", (
+                "Cross-region replication of the audit data is a per-deployment residency decision (a copy in "
+                "another region may break data residency); Object Lock, versioning and KMS protect it in place."))
 
         self.stream = kinesis.Stream(
             self,
@@ -179,6 +187,9 @@ class AuditTrail(Construct):
             resources=[self.bucket.bucket_arn, *(self.bucket.arn_for_objects(f"{p}*") for p in prefixes)],
         ))
         self.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
+        acknowledge_compliance(role, "IAMNoInlinePolicy", (
+            "The CDK-generated policy belongs to this one Firehose role and lists exact ARNs; a managed "
+            "policy would only make it reusable by roles that must not write evidence."), children=True)
         suppress(role, {"AwsSolutions-IAM5": (
             "Firehose names each object itself (time-stamped keys under dynamic partitions), so the write "
             f"grant is per prefix ({', '.join(prefixes)}), never the whole bucket; no read, delete or "

@@ -97,8 +97,9 @@ class Identity(Construct):
         return cognito.UserPoolIdentityProviderOidc(
             self, "Oidc", user_pool=self.user_pool, name=idp.name,
             client_id=idp.client_id,
-            # A dynamic reference: CloudFormation resolves it at deploy time; the template never holds it.
-            client_secret_value=SecretValue.secrets_manager(idp.client_secret_name),
+            # A dynamic reference ({{resolve:secretsmanager:...}}): CloudFormation resolves it at deploy time,
+            # the template never holds the secret.
+            client_secret=SecretValue.secrets_manager(idp.client_secret_name).unsafe_unwrap(),
             issuer_url=idp.issuer_url,
             scopes=["openid", "email"],
             attribute_mapping=mapping,
