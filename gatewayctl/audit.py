@@ -33,7 +33,7 @@ from stacks.audit_queries import (
     ACCESS_LOG_FORMAT,
     ACCESS_LOG_TABLE,
     AUDIT_TABLE,
-    AUDITED_PATH_SUFFIX,
+    AUDITED_RESOURCE,
     NAMED_QUERIES,
     PRE_INTEGRATION_ERRORS,
 )
@@ -259,9 +259,9 @@ class VerifyReport:
 def needs_audit(entry: dict[str, Any]) -> bool:
     """Did this request reach the gateway's Messages route (so it must have audit records)?"""
     return (
-        entry.get("httpMethod") == "POST"
-        and str(entry.get("path", "")).endswith(AUDITED_PATH_SUFFIX)
-        and entry.get("errorType", "-") not in PRE_INTEGRATION_ERRORS
+        entry.get("http_method") == "POST"
+        and entry.get("resource_path") == AUDITED_RESOURCE
+        and entry.get("error_type", "-") not in PRE_INTEGRATION_ERRORS
     )
 
 
@@ -276,16 +276,18 @@ def verify(
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
     now = now or dt.datetime.now(dt.UTC)
 
+    # Read one day either side of the window: a request near midnight may land in the next partition.
+    lo, hi = (date_from - dt.timedelta(days=1)).isoformat(), (date_to + dt.timedelta(days=1)).isoformat()
     witness: dict[str, dict[str, Any]] = {}
     for key in list_keys(s3, bucket, ACCESS_LOGS_PREFIX):
+        day = partition_of_key(key).get("dt")
+        if day and not lo <= day <= hi:
+            continue
         for entry in read_json_lines(s3, bucket, key):
-            when = dt.datetime.fromtimestamp(int(entry["requestTimeEpoch"]) / 1000, dt.UTC)
-            # Look a day either side: a record can land in the next day's partition.
+            when = dt.datetime.fromtimestamp(int(entry["request_time"]) / 1000, dt.UTC)
             if start - dt.timedelta(days=1) <= when < end + dt.timedelta(days=1):
-                witness[entry["requestId"]] = {**entry, "_in_window": start <= when < end}
+                witness[entry["request_id"]] = {**entry, "_in_window": start <= when < end}
 
-    # Read one day either side of the window, so a request near midnight finds its outcome.
-    lo, hi = (date_from - dt.timedelta(days=1)).isoformat(), (date_to + dt.timedelta(days=1)).isoformat()
     events: dict[str, set[str]] = defaultdict(set)
     in_window: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
@@ -378,7 +380,7 @@ def gdpr_export(ddb: Any, tenants_table: str, principal_id: str, query: QueryFn)
         }
     alias = pseudonym(secret, principal_id)
     _, sql = NAMED_QUERIES["principal_records"]
-    result = query(sql, [alias])
+    result = query(sql, [item["tenant_id"]["S"], alias])
     data = {k: v for k, v in _plain(item).items() if k not in ("pk", "sk", "pseudonym_secret")}
     return {
         "principal_id": principal_id,

@@ -43,7 +43,7 @@ GROUP BY tenant, dt, status, error_type
 ORDER BY events DESC, tenant, dt, status, error_type""",
     ),
     "denials": (
-        "One tenant's requests refused by policy or quota after the authorizer let them in (parameter: tenant id)",
+        "One tenant's requests refused by policy or quota past the authorizer (parameter: tenant id)",
         f"""SELECT tenant, dt, status, error_type, quota_decision, count(*) AS events
 FROM {AUDIT_TABLE}
 WHERE tenant = ? AND event_type = 'denied'

@@ -1,9 +1,9 @@
 """The local stack's API Gateway access log: an independent witness of every request id.
 
-In the cloud, API Gateway writes one JSON line per request (format: stacks.audit_queries.ACCESS_LOG_FORMAT)
-and Firehose delivers it under definitions.ACCESS_LOGS_PREFIX. Locally, the authorizer in front of the
-app calls `write_access_log` once per request, after the response, with the same fields, so
-`gatewayctl audit verify` has the same witness to join against the audit trail.
+In the cloud, API Gateway writes one JSON line per request (the stack's format holds every field of
+stacks.audit_queries.ACCESS_LOG_FORMAT) and Firehose delivers it under access-logs/dt=<date>/.
+Locally, the authorizer in front of the app calls `write_access_log` once per request, after the
+response, with the same fields, so `gatewayctl audit verify` has the same witness to join against.
 
 One object per request: nothing is buffered, so nothing is lost when the local stack stops.
 """
@@ -36,17 +36,16 @@ def access_log_entry(
 ) -> dict[str, str]:
     """One access-log line as API Gateway renders ACCESS_LOG_FORMAT (every value a string, '-' when empty)."""
     values = {
-        "requestId": request_id,
-        "requestTimeEpoch": str(int((request_time if request_time is not None else time.time()) * 1000)),
-        "ip": ip,
-        "userAgent": user_agent,
-        "httpMethod": method,
-        "path": path,
+        "request_id": request_id,
+        "request_time": str(int((request_time if request_time is not None else time.time()) * 1000)),
+        "http_method": method,
+        "resource_path": path,
         "status": str(status),
-        "protocol": "HTTP/1.1",
-        "responseLength": str(response_length),
-        "errorType": error_type,
-        "integrationStatus": integration_status,
+        "response_length": str(response_length),
+        "integration_status": integration_status,
+        "source_ip": ip,
+        "user_agent": user_agent,
+        "error_type": error_type,
     }
     assert values.keys() == ACCESS_LOG_FORMAT.keys(), "keep in step with ACCESS_LOG_FORMAT"
     return {k: (v if v != "" else "-") for k, v in values.items()}
@@ -55,13 +54,11 @@ def access_log_entry(
 def write_access_log(s3: Any, bucket: str, **fields: Any) -> str:
     """Write one access-log line for a request (fields: those of `access_log_entry`); returns the key.
 
-    The key follows Firehose's default layout: access-logs/YYYY/MM/DD/HH/<name>.gz (UTC).
+    The key follows the stack's Firehose layout: access-logs/dt=<yyyy-mm-dd>/<name>.gz (UTC).
     """
     entry = access_log_entry(**fields)
-    when = int(entry["requestTimeEpoch"]) / 1000
-    key = (
-        f"{ACCESS_LOGS_PREFIX}{time.strftime('%Y/%m/%d/%H', time.gmtime(when))}/access-{uuid.uuid4().hex}.gz"
-    )
+    when = time.gmtime(int(entry["request_time"]) / 1000)
+    key = f"{ACCESS_LOGS_PREFIX}dt={time.strftime('%Y-%m-%d', when)}/access-{uuid.uuid4().hex}.gz"
     body = gzip.compress((json.dumps(entry, separators=(",", ":")) + "\n").encode(), mtime=0)
     put_locked_object(s3, bucket, key, body, ContentEncoding="gzip")
     return key

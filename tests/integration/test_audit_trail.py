@@ -123,24 +123,25 @@ def test_queries_return_the_right_tenants_tokens_and_costs(audit_resources):
     counts = query(res, "SELECT event_type, count(*) FROM audit_events GROUP BY event_type ORDER BY 1").rows
     assert counts == [("denied", 1), ("error", 1), ("request", 26), ("response", 24)]
 
-    usage = {r["tenant"]: r for r in query(res, NAMED_QUERIES["usage_by_tenant_day"][1]).dicts()}
     served = [ex for ex in exchanges if ex.outcome == "response"]
     for tenant in ("acme", "globex", "initech"):
         mine = [ex for ex in served if ex.principal.tenant_id == tenant]
-        if not mine:
-            continue
-        row = usage[tenant]
+        (row,) = query(res, NAMED_QUERIES["usage_by_day"][1], [tenant]).dicts()
+        assert row["tenant"] == tenant
         assert row["dt"] == "2026-11-23"
         assert row["responses"] == len(mine)
         assert row["input_tokens"] == sum(ex.usage.input_tokens for ex in mine)
         assert row["output_tokens"] == sum(ex.usage.output_tokens for ex in mine)
         assert row["cost_usd"] == pytest.approx(sum(ex.cost_usd for ex in mine), abs=1e-6)
 
-    assert query(res, NAMED_QUERIES["denials"][1]).dicts()[0]["quota_decision"] == "refused:minute"
-    assert query(res, NAMED_QUERIES["errors"][1]).dicts()[0]["tenant"] == "globex"
-    assert query(res, NAMED_QUERIES["requests_without_outcome"][1]).rows == []
-    mine = query(res, NAMED_QUERIES["principal_records"][1], ["ps-1"]).rows
-    assert len(mine) == 2 * len(exchanges)  # make_exchange's default pseudonym
+    assert query(res, NAMED_QUERIES["denials"][1], ["acme"]).dicts()[0]["quota_decision"] == "refused:minute"
+    assert query(res, NAMED_QUERIES["denials"][1], ["globex"]).rows == []
+    assert query(res, NAMED_QUERIES["errors"][1], ["globex"]).dicts()[0]["status"] == 500
+    for tenant in ("acme", "globex", "initech"):
+        assert query(res, NAMED_QUERIES["requests_without_outcome"][1], [tenant, tenant]).rows == []
+    acme = [ex for ex in exchanges if ex.principal.tenant_id == "acme"]
+    mine = query(res, NAMED_QUERIES["principal_records"][1], ["acme", "ps-1"]).rows
+    assert len(mine) == 2 * len(acme)  # make_exchange's default pseudonym
 
 
 def test_failovers_query_finds_multi_attempt_requests(audit_resources):
@@ -155,7 +156,7 @@ def test_failovers_query_finds_multi_attempt_requests(audit_resources):
     plain = make_exchange(started_at=T0 + 1)
     lines = [AuditRecord.from_exchange(e, "response").to_json().encode() for e in (ex, plain)]
     write_batch(res.client("s3"), res.bucket, lines)
-    rows = query(res, NAMED_QUERIES["failovers"][1]).dicts()
+    rows = query(res, NAMED_QUERIES["failovers"][1], ["acme"]).dicts()
     assert [(r["request_id"], r["attempt_count"]) for r in rows] == [(ex.meta.request_id, 2)]
     attempts = query(res, "SELECT attempts FROM audit_events WHERE request_id = ?", [ex.meta.request_id]).rows
     assert attempts[0][0][0] == {

@@ -146,7 +146,7 @@ def test_export_then_erase_leaves_the_trail_but_nothing_that_links_to_the_person
 def test_audit_query_and_verify_commands(audit_resources, local_target, capsys):
     res, tgt = audit_resources, local_target
     seed(res, tgt, {"carol": 2})
-    code, out = cli(capsys, "--json", "audit", "query", "--named", "usage_by_tenant_day")
+    code, out = cli(capsys, "--json", "audit", "query", "--named", "usage_by_day", "--param", "acme")
     rows = json.loads(out)
     assert code == 0 and rows == [
         {
@@ -171,7 +171,7 @@ def test_audit_query_and_verify_commands(audit_resources, local_target, capsys):
     assert code == 0 and json.loads(out)["ok"] is True
     write_access_log(
         res.client("s3"), res.bucket, request_id="never-audited", ip="x", method="POST",
-        path="/prod/v1/messages", status=200, request_time=T0,
+        path="/v1/messages", status=200, request_time=T0,
     )  # fmt: skip
     code, out = cli(capsys, "--json", "audit", "verify", "--from", "2026-11-23", "--to", "2026-11-23")
     report = json.loads(out)

@@ -162,6 +162,24 @@ def test_named_queries_run_in_duckdb(con, name):
     con.execute(sql, params).fetchall()  # binds every column: a renamed field fails here
 
 
+@pytest.mark.parametrize("name", sorted(NAMED_QUERIES))
+def test_named_queries_name_their_tenant(name):
+    # The Glue table projects `tenant` with the injected type: Athena refuses a query whose WHERE
+    # clause holds no static equality on it, so every SELECT from the table must have `tenant = ?`.
+    _, sql = NAMED_QUERIES[name]
+    selects = len(re.findall(rf"\bFROM {AUDIT_TABLE}\b", sql))
+    assert len(re.findall(r"\btenant = \?", sql)) == selects >= 1
+
+
+def test_local_access_log_fields_are_in_the_stacks_format():
+    pytest.importorskip("aws_cdk")
+    from stacks.audit_queries import ACCESS_LOG_FORMAT
+    from stacks.constructs import audit_trail
+
+    cloud = audit_trail.ACCESS_LOG_FORMAT
+    assert {k: cloud.get(k) for k in ACCESS_LOG_FORMAT} == ACCESS_LOG_FORMAT
+
+
 def test_named_queries_use_no_engine_specific_functions():
     # Functions that exist in only one of Trino and DuckDB would pass the DuckDB run and fail in Athena.
     banned = r"\b(cardinality|len|list_\w+|array_length|strftime|date_trunc|from_iso8601_\w+|try_cast|::)"
