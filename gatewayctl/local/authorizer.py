@@ -163,8 +163,10 @@ class CognitoAuthorizer:
             raise Unauthorized("an access token is required, not an id token")
         known = self.client_ids
         client_id = claims.get("client_id")
-        is_known = client_id in known if isinstance(known, (set, frozenset)) else await asyncio.to_thread(
-            known.__contains__, client_id
+        is_known = (
+            client_id in known
+            if isinstance(known, (set, frozenset))
+            else await asyncio.to_thread(known.__contains__, client_id)
         )
         if not is_known:
             raise Unauthorized("the token was issued to an unknown app client")
@@ -225,7 +227,8 @@ def _token(headers: list[tuple[bytes, bytes]]) -> str:
 
 async def _unauthorized(send: Callable, message: str, request_id: str) -> None:
     body = json.dumps(
-        {"type": "error", "error": {"type": "authentication_error", "message": message}}, separators=(",", ":")
+        {"type": "error", "error": {"type": "authentication_error", "message": message}},
+        separators=(",", ":"),
     ).encode()
     await send(
         {

@@ -89,13 +89,17 @@ def check_sigv4(request: Request, region: str) -> None:
         raise BedrockError(
             403,
             "InvalidSignatureException",
-            f"Credential should be scoped to a valid region and service 'bedrock' in {region}; got {'/'.join(scope[1:])}",
+            f"Credential should be scoped to {region} and service 'bedrock'; got {'/'.join(scope[1:])}",
         )
 
 
 def validate_body(raw: bytes, model_id: str) -> dict[str, Any]:
     def invalid(detail: str) -> BedrockError:
-        return BedrockError(400, "ValidationException", f"Malformed input request: {detail}, please reformat your input and try again.")
+        return BedrockError(
+            400,
+            "ValidationException",
+            f"Malformed input request: {detail}, please reformat your input and try again.",
+        )
 
     try:
         body = json.loads(raw)
@@ -183,7 +187,10 @@ class BedrockEmulator:
         return StreamingResponse(
             _stream(reply, fault, started),
             media_type="application/vnd.amazon.eventstream",
-            headers={"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-Bedrock-Content-Type": "application/json"},
+            headers={
+                "x-amzn-RequestId": str(uuid.uuid4()),
+                "X-Amzn-Bedrock-Content-Type": "application/json",
+            },
         )
 
 
@@ -193,7 +200,11 @@ async def _stream(reply: Reply, fault: Fault | None, started: float) -> AsyncIte
     for n, event in enumerate(events):
         if fault is not None and n >= fault.after_events:
             name = fault.error_type or "modelStreamErrorException"
-            extra = {"originalStatusCode": 500, "originalMessage": "injected"} if name == "modelStreamErrorException" else {}
+            extra = (
+                {"originalStatusCode": 500, "originalMessage": "injected"}
+                if name == "modelStreamErrorException"
+                else {}
+            )
             yield eventstream.exception_event(name, f"Injected mid-stream {name} after {n} events", **extra)
             return
         if event["type"] == "message_stop":

@@ -70,17 +70,27 @@ class Reply:
         events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
         index = 0
         if self.words:
-            events.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            events.append(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+            )
             for i, word in enumerate(self.words):
                 piece = word if i == 0 else " " + word
                 events.append(
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    }
                 )
             events.append({"type": "content_block_stop", "index": 0})
             index = 1
         if self.tool_use:
             events.append(
-                {"type": "content_block_start", "index": index, "content_block": {**self.tool_use, "input": {}}}
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**self.tool_use, "input": {}},
+                }
             )
             events.append(
                 {
@@ -148,7 +158,9 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+            return " ".join(
+                b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
+            )
     return ""
 
 

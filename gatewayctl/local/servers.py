@@ -40,7 +40,9 @@ def port_of(sock: socket.socket) -> int:
 class ThreadedServer:
     """uvicorn.Server in a daemon thread with its own event loop."""
 
-    def __init__(self, app: Any, sockets: list[socket.socket], *, name: str, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, sockets: list[socket.socket], *, name: str, log_level: str = "warning"
+    ) -> None:
         self.name = name
         self.sockets = sockets
         config = uvicorn.Config(

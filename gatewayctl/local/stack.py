@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.local.authorizer import PEOPLE_LOCAL_SCOPE, CognitoAuthorizer, JwksCache, issuer_for, jwks_url_for
+from gatewayctl.local.authorizer import (
+    PEOPLE_LOCAL_SCOPE,
+    CognitoAuthorizer,
+    JwksCache,
+    issuer_for,
+    jwks_url_for,
+)
 from gatewayctl.local.bedrock_emulator import BedrockEmulator
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
 from gatewayctl.local.vertex_emulator import VertexEmulator, vertex_wif_config
@@ -75,7 +81,9 @@ class StackOptions:
     region: str = "us-east-1"
     host: str = "127.0.0.1"
     ports: StackPorts = field(default_factory=StackPorts)
-    bedrock_regions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BEDROCK_REGIONS))
+    bedrock_regions: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_BEDROCK_REGIONS)
+    )
     vertex_project: str | None = "claude-gateway-local"
     vertex_regions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VERTEX_REGIONS))
     # extra Settings fields for the app (e.g. {"breaker_open_seconds": 1.0})
@@ -162,19 +170,29 @@ class LocalStack:
             bind(ports.bedrock_base + i if ports.bedrock_base else 0, host, what=f"Bedrock emulator {region}")
             for i, region in enumerate(regions)
         ]
-        self.bedrock.regions_by_port.update({port_of(s): r for s, r in zip(region_sockets, regions, strict=True)})
+        self.bedrock.regions_by_port.update(
+            {port_of(s): r for s, r in zip(region_sockets, regions, strict=True)}
+        )
         self._servers.append(
-            ThreadedServer(self.bedrock.app, [control, *region_sockets], name="bedrock-emulator",
-                           log_level=self.options.log_level).start()
+            ThreadedServer(
+                self.bedrock.app,
+                [control, *region_sockets],
+                name="bedrock-emulator",
+                log_level=self.options.log_level,
+            ).start()
         )
         self.bedrock_control_url = f"http://{host}:{port_of(control)}"
-        self.bedrock_endpoints = {r: f"http://{host}:{port_of(s)}" for s, r in zip(region_sockets, regions, strict=True)}
+        self.bedrock_endpoints = {
+            r: f"http://{host}:{port_of(s)}" for s, r in zip(region_sockets, regions, strict=True)
+        }
         self._ports["bedrock_control"] = port_of(control)
         self._ports["bedrock"] = {r: port_of(s) for s, r in zip(region_sockets, regions, strict=True)}
         if self.options.vertex_project:
             vsock = bind(ports.vertex, host, what="Vertex emulator")
             self._servers.append(
-                ThreadedServer(self.vertex.app, [vsock], name="vertex-emulator", log_level=self.options.log_level).start()
+                ThreadedServer(
+                    self.vertex.app, [vsock], name="vertex-emulator", log_level=self.options.log_level
+                ).start()
             )
             self.vertex_endpoint = f"http://{host}:{port_of(vsock)}"
             self._ports["vertex"] = port_of(vsock)
@@ -221,8 +239,11 @@ class LocalStack:
         }
         with open(log_dir / "pump.log", "ab") as log:
             self._pump = subprocess.Popen(
-                [sys.executable, "-m", "gatewayctl.local.pump"], env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "gatewayctl.local.pump"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self._pump
 
@@ -266,7 +287,9 @@ class LocalStack:
         stream = self.name("audit")
         kinesis = self.client("kinesis")
         kinesis.create_stream(StreamName=stream, ShardCount=definitions.AUDIT_STREAM.shard_count)
-        kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        )
 
         dlq_url = self.client("sqs").create_queue(
             QueueName=self.name("audit-dlq"),
@@ -311,8 +334,15 @@ class LocalStack:
         idp = self.client("cognito-idp")
         pool_id = idp.create_user_pool(
             PoolName=self.name("users"),
-            Policies={"PasswordPolicy": {"MinimumLength": 8, "RequireUppercase": False, "RequireLowercase": False,
-                                         "RequireNumbers": False, "RequireSymbols": False}},
+            Policies={
+                "PasswordPolicy": {
+                    "MinimumLength": 8,
+                    "RequireUppercase": False,
+                    "RequireLowercase": False,
+                    "RequireNumbers": False,
+                    "RequireSymbols": False,
+                }
+            },
         )["UserPool"]["Id"]
         idp.create_resource_server(
             UserPoolId=pool_id,
@@ -320,9 +350,12 @@ class LocalStack:
             Name="claude-gateway",
             Scopes=[{"ScopeName": s, "ScopeDescription": f"{s} the gateway"} for s in pool_def.scopes],
         )
-        out = {"user_pool_id": pool_id, "invoke_scope": pool_def.invoke_scope,
-               "issuer": issuer_for(self.options.region, pool_id),
-               "jwks_url": jwks_url_for(self.moto_endpoint, pool_id)}
+        out = {
+            "user_pool_id": pool_id,
+            "invoke_scope": pool_def.invoke_scope,
+            "issuer": issuer_for(self.options.region, pool_id),
+            "jwks_url": jwks_url_for(self.moto_endpoint, pool_id),
+        }
         for client_def in pool_def.clients:
             created = idp.create_user_pool_client(
                 UserPoolId=pool_id,
@@ -369,8 +402,13 @@ class LocalStack:
 
     def target(self) -> Target:
         """The gatewayctl Target for this stack (what `--target local` loads from stack.json)."""
-        return Target(kind="local", region=self.options.region, outputs=dict(self.outputs),
-                      endpoint_url=self.moto_endpoint, local=self.state())
+        return Target(
+            kind="local",
+            region=self.options.region,
+            outputs=dict(self.outputs),
+            endpoint_url=self.moto_endpoint,
+            local=self.state(),
+        )
 
     def create_user(self, username: str, password: str | None = None) -> User:
         """A confirmed Cognito user (admin_create_user + a permanent password); returns its sub."""
@@ -383,7 +421,7 @@ class LocalStack:
         return User(username=username, password=password, sub=sub)
 
     def access_token(self, username: str, password: str) -> str:
-        """A real access token from the emulated pool: InitiateAuth USER_PASSWORD_AUTH with the people client."""
+        """A real access token from the emulated pool (InitiateAuth USER_PASSWORD_AUTH, people client)."""
         result = self.client("cognito-idp").initiate_auth(
             ClientId=self.cognito["people_client_id"],
             AuthFlow="USER_PASSWORD_AUTH",
@@ -391,8 +429,9 @@ class LocalStack:
         )
         return result["AuthenticationResult"]["AccessToken"]
 
-    def machine_token(self, client_id: str, client_secret: str, *, scope: str | None = None,
-                      expires_in: int = 3600) -> str:
+    def machine_token(
+        self, client_id: str, client_secret: str, *, scope: str | None = None, expires_in: int = 3600
+    ) -> str:
         """A client-credentials access token, as Cognito's /oauth2/token would mint it.
 
         LOCAL ONLY: moto has no /oauth2/token endpoint, so this checks the client and its secret
@@ -412,9 +451,16 @@ class LocalStack:
             raise CommandError(f"client {client_id} may not request scope {scope}")
         now = int(time.time())
         claims = {
-            "sub": client_id, "token_use": "access", "scope": scope, "auth_time": now,
-            "iss": self.cognito["issuer"], "exp": now + expires_in, "iat": now, "version": 2,
-            "jti": str(uuid.uuid4()), "client_id": client_id,
+            "sub": client_id,
+            "token_use": "access",
+            "scope": scope,
+            "auth_time": now,
+            "iss": self.cognito["issuer"],
+            "exp": now + expires_in,
+            "iat": now,
+            "version": 2,
+            "jti": str(uuid.uuid4()),
+            "client_id": client_id,
         }
         key = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json"))
         return jwt.encode(claims, key.key, algorithm="RS256", headers={"kid": "dummy"})
@@ -425,14 +471,28 @@ class LocalStack:
 
         return tenancy.create_tenant(self.target(), tenant_id, **kwargs)
 
-    def add_user(self, tenant_id: str, username: str, roles: Iterable[str] = ("basic_user",), *,
-                 password: str | None = None, consent: bool = False) -> User:
+    def add_user(
+        self,
+        tenant_id: str,
+        username: str,
+        roles: Iterable[str] = ("basic_user",),
+        *,
+        password: str | None = None,
+        consent: bool = False,
+    ) -> User:
         """A Cognito user registered as a principal (by sub) of an existing tenant."""
         from gatewayctl import tenancy
 
         user = self.create_user(username, password)
-        tenancy.add_principal(self.target(), tenant_id, user.sub, list(roles), kind="user", consent=consent,
-                              display_name=username)
+        tenancy.add_principal(
+            self.target(),
+            tenant_id,
+            user.sub,
+            list(roles),
+            kind="user",
+            consent=consent,
+            display_name=username,
+        )
         user.tenant_id, user.roles = tenant_id, tuple(roles)
         return user
 
@@ -442,17 +502,31 @@ class LocalStack:
             self.create_tenant(tenant["tenant_id"], name=tenant["name"], residency=tenant["residency"])
             self.demo["tenants"].append(dict(tenant))
         for spec in DEMO_USERS:
-            user = self.add_user(spec["tenant_id"], spec["username"], spec["roles"],
-                                 password="Demo-" + secrets.token_urlsafe(9), consent=True)
-            self.demo["users"].append({"username": user.username, "password": user.password, "sub": user.sub,
-                                       "tenant_id": user.tenant_id, "roles": list(user.roles)})
+            user = self.add_user(
+                spec["tenant_id"],
+                spec["username"],
+                spec["roles"],
+                password="Demo-" + secrets.token_urlsafe(9),
+                consent=True,
+            )
+            self.demo["users"].append(
+                {
+                    "username": user.username,
+                    "password": user.password,
+                    "sub": user.sub,
+                    "tenant_id": user.tenant_id,
+                    "roles": list(user.roles),
+                }
+            )
         return self.demo
 
     # -- faults and counts -------------------------------------------------------------------
 
     def set_fault(self, region: str, kind: str, *, provider: str = "bedrock", **fault: Any) -> dict[str, Any]:
-        """Over the control API (as a test or a person would): e.g. set_fault("us-east-1", "throttle", count=2)."""
-        return _http_json("POST", f"{self._control(provider)}/_emulator/faults/{region}", {"kind": kind, **fault})
+        """Over the control API, as a test or a person would: set_fault("us-east-1", "throttle", count=2)."""
+        return _http_json(
+            "POST", f"{self._control(provider)}/_emulator/faults/{region}", {"kind": kind, **fault}
+        )
 
     def clear_faults(self, region: str | None = None, *, provider: str | None = None) -> None:
         for name in (provider,) if provider else ("bedrock", "vertex"):
@@ -490,11 +564,19 @@ class LocalStack:
             "endpoint": self.endpoint,
             "outputs": dict(self.outputs),
             "cognito": dict(self.cognito),
-            "bedrock": {"endpoints": dict(self.bedrock_endpoints), "control_url": self.bedrock_control_url,
-                        "regions": {k: list(v) for k, v in self.options.bedrock_regions.items()}},
-            "vertex": {"endpoint": self.vertex_endpoint, "control_url": self.vertex_endpoint,
-                       "project": self.options.vertex_project, "regions": dict(self.options.vertex_regions)}
-            if self.vertex_endpoint else None,
+            "bedrock": {
+                "endpoints": dict(self.bedrock_endpoints),
+                "control_url": self.bedrock_control_url,
+                "regions": {k: list(v) for k, v in self.options.bedrock_regions.items()},
+            },
+            "vertex": {
+                "endpoint": self.vertex_endpoint,
+                "control_url": self.vertex_endpoint,
+                "project": self.options.vertex_project,
+                "regions": dict(self.options.vertex_regions),
+            }
+            if self.vertex_endpoint
+            else None,
             "ports": dict(self._ports),
             "demo": self.demo,
         }
@@ -515,38 +597,51 @@ class PoolClients:
         if time.monotonic() - self._listed_at >= self.min_refresh_seconds:
             self._listed_at = time.monotonic()
             ids: set[str] = set()
-            for page in self.cognito.get_paginator("list_user_pool_clients").paginate(UserPoolId=self.pool_id,
-                                                                                       MaxResults=60):
+            for page in self.cognito.get_paginator("list_user_pool_clients").paginate(
+                UserPoolId=self.pool_id, MaxResults=60
+            ):
                 ids.update(c["ClientId"] for c in page["UserPoolClients"])
             self._ids = frozenset(ids)
         return client_id in self._ids
 
 
 def _create_table(ddb: Any, name: str, table: definitions.TableDefinition) -> str:
-    attrs = {table.partition_key, table.sort_key} | {a for i in table.indexes for a in (i.partition_key, i.sort_key)}
+    attrs = {table.partition_key, table.sort_key} | {
+        a for i in table.indexes for a in (i.partition_key, i.sort_key)
+    }
     kwargs: dict[str, Any] = {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)],
-        "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"},
-                      {"AttributeName": table.sort_key, "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": table.partition_key, "KeyType": "HASH"},
+            {"AttributeName": table.sort_key, "KeyType": "RANGE"},
+        ],
     }
     if table.indexes:
         kwargs["GlobalSecondaryIndexes"] = [
-            {"IndexName": i.name, "Projection": {"ProjectionType": "ALL"},
-             "KeySchema": [{"AttributeName": i.partition_key, "KeyType": "HASH"},
-                           {"AttributeName": i.sort_key, "KeyType": "RANGE"}]}
+            {
+                "IndexName": i.name,
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": i.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": i.sort_key, "KeyType": "RANGE"},
+                ],
+            }
             for i in table.indexes
         ]
     ddb.create_table(**kwargs)
     if table.ttl_attribute:
-        ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True,
-                                                                          "AttributeName": table.ttl_attribute})
+        ddb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
+        )
     return name
 
 
 def _http_json(method: str, url: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)

@@ -45,9 +45,20 @@ TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 WIF_POOL = "claude-gateway"
 WIF_PROVIDER = "aws"
 
-_GOOGLE_STATUS = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
-                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-_ANTHROPIC_TYPES = {400: "invalid_request_error", 413: "request_too_large", 500: "api_error", 529: "overloaded_error"}
+_GOOGLE_STATUS = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    413: "request_too_large",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 
 def wif_audience(project_number: str) -> str:
@@ -57,7 +68,9 @@ def wif_audience(project_number: str) -> str:
     )
 
 
-def vertex_wif_config(emulator_url: str, project: str, *, project_number: str = "123456789012") -> dict[str, Any]:
+def vertex_wif_config(
+    emulator_url: str, project: str, *, project_number: str = "123456789012"
+) -> dict[str, Any]:
     """An external-account config (as `gcloud iam workload-identity-pools create-cred-config --aws`
     writes it) whose token_url is the emulator's STS, with no service account impersonation."""
     return {
@@ -133,13 +146,17 @@ class VertexEmulator:
         if field.get("grant_type") != TOKEN_EXCHANGE_GRANT:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         if field.get("subject_token_type") != SUBJECT_TOKEN_TYPE:
-            return JSONResponse({"error": "invalid_request", "error_description": "bad subject_token_type"}, 400)
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "bad subject_token_type"}, 400
+            )
         audience = field.get("audience", "")
         try:
             signed = json.loads(urllib.parse.unquote(field.get("subject_token", "")))
             headers = {h["key"].lower(): h["value"] for h in signed["headers"]}
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "invalid_grant", "error_description": "malformed subject token"}, 400)
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "malformed subject token"}, 400
+            )
         authorization = headers.get("authorization", "")
         if (
             not authorization.startswith("AWS4-HMAC-SHA256 ")
@@ -149,7 +166,11 @@ class VertexEmulator:
             or not audience.startswith("//iam.googleapis.com/")
         ):
             return JSONResponse(
-                {"error": "invalid_grant", "error_description": "The subject token is not a signed AWS request"}, 400
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The subject token is not a signed AWS request",
+                },
+                400,
             )
         token, ttl = self.mint()
         return JSONResponse(
@@ -173,7 +194,12 @@ class VertexEmulator:
         decision = self.board.record(
             region,
             operation,
-            {"model_id": model, "project": request.path_params["project"], "bytes": len(raw), "body": _safe_json(raw)},
+            {
+                "model_id": model,
+                "project": request.path_params["project"],
+                "bytes": len(raw),
+                "body": _safe_json(raw),
+            },
         )
         failure = await _apply(request, decision, streaming=operation == "streamRawPredict")
         if failure is not None:
@@ -236,7 +262,10 @@ async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
     events.insert(1, {"type": "ping"})
     for n, event in enumerate(events):
         if fault is not None and n >= fault.after_events:
-            error = {"type": "error", "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"}}
+            error = {
+                "type": "error",
+                "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"},
+            }
             yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
             return
         yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()

@@ -76,8 +76,13 @@ def make_tenant(backing_stack: LocalStack) -> Callable[..., str]:
 
 @pytest.fixture
 def make_user(backing_stack: LocalStack) -> Callable[..., User]:
-    def make(tenant_id: str, roles: tuple[str, ...] | list[str] = ("basic_user",), *, consent: bool = True,
-             username: str | None = None) -> User:
+    def make(
+        tenant_id: str,
+        roles: tuple[str, ...] | list[str] = ("basic_user",),
+        *,
+        consent: bool = True,
+        username: str | None = None,
+    ) -> User:
         username = username or f"user-{uuid.uuid4().hex[:10]}@example.com"
         user = backing_stack.add_user(tenant_id, username, roles, consent=consent)
         user.token = backing_stack.access_token(user.username, user.password)

@@ -18,7 +18,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.utilities.utils import load_resource
 
-from gatewayctl.local.authorizer import PEOPLE_LOCAL_SCOPE, CognitoAuthorizer, JwksCache, issuer_for, jwks_url_for
+from gatewayctl.local.authorizer import (
+    PEOPLE_LOCAL_SCOPE,
+    CognitoAuthorizer,
+    JwksCache,
+    issuer_for,
+    jwks_url_for,
+)
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
 from gatewayctl.local.stack import PoolClients
 
@@ -28,7 +34,9 @@ async def echo_app(scope, receive, send):
         return
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     body = json.dumps({"path": scope["path"], "headers": headers}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -48,7 +56,9 @@ def serve(stack, accepted_scopes):
 
 @pytest.fixture(scope="module")
 def edge(backing_stack):
-    authorizer, server, url = serve(backing_stack, (backing_stack.cognito["invoke_scope"], PEOPLE_LOCAL_SCOPE))
+    authorizer, server, url = serve(
+        backing_stack, (backing_stack.cognito["invoke_scope"], PEOPLE_LOCAL_SCOPE)
+    )
     yield authorizer, url
     server.stop()
 
@@ -76,8 +86,16 @@ def moto_signed(claims: dict) -> str:
 
 def access_claims(stack, **overrides) -> dict:
     now = int(time.time())
-    return {"sub": str(uuid.uuid4()), "iss": stack.cognito["issuer"], "client_id": stack.cognito["people_client_id"],
-            "token_use": "access", "scope": PEOPLE_LOCAL_SCOPE, "iat": now, "exp": now + 600, **overrides}
+    return {
+        "sub": str(uuid.uuid4()),
+        "iss": stack.cognito["issuer"],
+        "client_id": stack.cognito["people_client_id"],
+        "token_use": "access",
+        "scope": PEOPLE_LOCAL_SCOPE,
+        "iat": now,
+        "exp": now + 600,
+        **overrides,
+    }
 
 
 def context_of(response: httpx.Response) -> dict:
@@ -86,8 +104,10 @@ def context_of(response: httpx.Response) -> dict:
 
 def test_a_valid_access_token_passes_with_the_claims_as_api_gateway_passes_them(edge, person):
     _, url = edge
-    response = httpx.post(f"{url}/v1/messages", headers={"Authorization": f"Bearer {person.token}",
-                                                         "User-Agent": "test-agent/1.0"})
+    response = httpx.post(
+        f"{url}/v1/messages",
+        headers={"Authorization": f"Bearer {person.token}", "User-Agent": "test-agent/1.0"},
+    )
 
     assert response.status_code == 200
     context = context_of(response)
@@ -104,8 +124,12 @@ def test_a_valid_access_token_passes_with_the_claims_as_api_gateway_passes_them(
 
 def test_each_request_gets_its_own_request_id(edge, person):
     _, url = edge
-    ids = {context_of(httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {person.token}"}))["requestId"]
-           for _ in range(3)}
+    ids = {
+        context_of(httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {person.token}"}))[
+            "requestId"
+        ]
+        for _ in range(3)
+    }
     assert len(ids) == 3
 
 
@@ -120,8 +144,10 @@ def test_raw_token_and_x_api_key_are_accepted(edge, person):
 def test_a_client_supplied_request_context_is_replaced(edge, person):
     _, url = edge
     forged = json.dumps({"authorizer": {"claims": {"sub": "someone-else"}}})
-    response = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {person.token}",
-                                                      "X-Amzn-Request-Context": forged})
+    response = httpx.get(
+        f"{url}/v1/models",
+        headers={"Authorization": f"Bearer {person.token}", "X-Amzn-Request-Context": forged},
+    )
     assert context_of(response)["authorizer"]["claims"]["sub"] == person.sub
     open_response = httpx.get(f"{url}/healthz", headers={"x-amzn-request-context": forged})
     assert "authorizer" not in context_of(open_response)
@@ -174,13 +200,18 @@ def test_a_token_from_another_pool_is_refused(edge, backing_stack):
     _, url = edge
     idp = backing_stack.client("cognito-idp")
     other_pool = idp.create_user_pool(PoolName=f"other-{uuid.uuid4().hex[:6]}")["UserPool"]["Id"]
-    client_id = idp.create_user_pool_client(UserPoolId=other_pool, ClientName="c",
-                                            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"])["UserPoolClient"]["ClientId"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=other_pool, ClientName="c", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
     idp.admin_create_user(UserPoolId=other_pool, Username="mallory", MessageAction="SUPPRESS")
-    idp.admin_set_user_password(UserPoolId=other_pool, Username="mallory", Password="Password-123", Permanent=True)
-    token = idp.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
-                              AuthParameters={"USERNAME": "mallory", "PASSWORD": "Password-123"}
-                              )["AuthenticationResult"]["AccessToken"]
+    idp.admin_set_user_password(
+        UserPoolId=other_pool, Username="mallory", Password="Password-123", Permanent=True
+    )
+    token = idp.initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "mallory", "PASSWORD": "Password-123"},
+    )["AuthenticationResult"]["AccessToken"]
     # moto signs every pool's tokens with the same key: only the issuer tells them apart, as it must.
     assert "another user pool" in refused(url, {"Authorization": f"Bearer {token}"})["error"]["message"]
 
@@ -188,7 +219,8 @@ def test_a_token_from_another_pool_is_refused(edge, backing_stack):
 def test_an_id_token_is_refused(edge, backing_stack, person):
     _, url = edge
     id_token = backing_stack.client("cognito-idp").initiate_auth(
-        ClientId=backing_stack.cognito["people_client_id"], AuthFlow="USER_PASSWORD_AUTH",
+        ClientId=backing_stack.cognito["people_client_id"],
+        AuthFlow="USER_PASSWORD_AUTH",
         AuthParameters={"USERNAME": person.username, "PASSWORD": person.password},
     )["AuthenticationResult"]["IdToken"]
     assert "access token" in refused(url, {"Authorization": f"Bearer {id_token}"})["error"]["message"]
@@ -210,8 +242,11 @@ def test_a_token_without_an_accepted_scope_is_refused(edge, strict_edge, backing
 
 def test_a_machine_client_created_at_run_time_gets_in_with_the_invoke_scope(strict_edge, backing_stack):
     created = backing_stack.client("cognito-idp").create_user_pool_client(
-        UserPoolId=backing_stack.cognito["user_pool_id"], ClientName=f"m-{uuid.uuid4().hex[:6]}", GenerateSecret=True,
-        AllowedOAuthFlows=["client_credentials"], AllowedOAuthScopes=[backing_stack.cognito["invoke_scope"]],
+        UserPoolId=backing_stack.cognito["user_pool_id"],
+        ClientName=f"m-{uuid.uuid4().hex[:6]}",
+        GenerateSecret=True,
+        AllowedOAuthFlows=["client_credentials"],
+        AllowedOAuthScopes=[backing_stack.cognito["invoke_scope"]],
         AllowedOAuthFlowsUserPoolClient=True,
     )["UserPoolClient"]
     token = backing_stack.machine_token(created["ClientId"], created["ClientSecret"])
@@ -230,7 +265,10 @@ def test_the_jwks_is_fetched_once_and_cached(backing_stack, person):
     authorizer, server, url = serve(backing_stack, (PEOPLE_LOCAL_SCOPE,))
     try:
         for _ in range(3):
-            assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {person.token}"}).status_code == 200
+            assert (
+                httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {person.token}"}).status_code
+                == 200
+            )
         assert authorizer.jwks.fetches == 1
     finally:
         server.stop()
@@ -240,6 +278,8 @@ def test_the_anthropic_sdk_sees_an_authentication_error(edge):
     _, url = edge
     client = anthropic.Anthropic(base_url=url, auth_token="nope", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.status_code == 401
     assert caught.value.body["error"]["type"] == "authentication_error"

@@ -18,8 +18,12 @@ MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 def body(prompt: str = "Hello there, emulator", **extra) -> bytes:
     return json.dumps(
-        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
-         "messages": [{"role": "user", "content": prompt}], **extra}
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": prompt}],
+            **extra,
+        }
     ).encode()
 
 
@@ -80,8 +84,13 @@ def test_stream_decodes_with_botocore_into_the_anthropic_event_sequence(bedrock)
 
 
 def test_max_tokens_cuts_the_reply(bedrock):
-    raw = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 3,
-                      "messages": [{"role": "user", "content": "a b c d e f"}]})
+    raw = json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 3,
+            "messages": [{"role": "user", "content": "a b c d e f"}],
+        }
+    )
     message = json.loads(bedrock().invoke_model(modelId=MODEL, body=raw)["body"].read())
     assert message["stop_reason"] == "max_tokens"
     assert message["usage"]["output_tokens"] == 3
@@ -89,34 +98,66 @@ def test_max_tokens_cuts_the_reply(bedrock):
 
 
 def test_tool_use_reply_when_tools_are_offered_and_asked_for(bedrock):
-    tools = [{"name": "get_weather", "description": "weather",
-              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     client = bedrock()
 
-    asked = json.loads(client.invoke_model(modelId=MODEL, body=body("Please use get_weather", tools=tools))["body"].read())
-    not_asked = json.loads(client.invoke_model(modelId=MODEL, body=body("Just chat", tools=tools))["body"].read())
-    streamed = stream_events(client.invoke_model_with_response_stream(
-        modelId=MODEL, body=body("Please use get_weather", tools=tools)))
+    asked = json.loads(
+        client.invoke_model(modelId=MODEL, body=body("Please use get_weather", tools=tools))["body"].read()
+    )
+    not_asked = json.loads(
+        client.invoke_model(modelId=MODEL, body=body("Just chat", tools=tools))["body"].read()
+    )
+    streamed = stream_events(
+        client.invoke_model_with_response_stream(
+            modelId=MODEL, body=body("Please use get_weather", tools=tools)
+        )
+    )
 
     assert asked["stop_reason"] == "tool_use"
     tool_use = asked["content"][-1]
     assert tool_use["type"] == "tool_use" and tool_use["name"] == "get_weather"
     assert tool_use["input"] == {"city": "example"}
     assert not_asked["stop_reason"] == "end_turn"
-    partial = [e["delta"]["partial_json"] for e in streamed if e.get("delta", {}).get("type") == "input_json_delta"]
+    partial = [
+        e["delta"]["partial_json"] for e in streamed if e.get("delta", {}).get("type") == "input_json_delta"
+    ]
     assert json.loads("".join(partial)) == {"city": "example"}
 
 
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [
-        ({"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}, "required key [anthropic_version]"),
-        ({"anthropic_version": "bedrock-2023-05-31", "messages": [{"role": "user", "content": "x"}]},
-         "required key [max_tokens]"),
-        ({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "model": "claude",
-          "messages": [{"role": "user", "content": "x"}]}, "extraneous key [model]"),
-        ({"anthropic_version": "2026-10-21", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
-         "invalid anthropic version"),
+        (
+            {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+            "required key [anthropic_version]",
+        ),
+        (
+            {"anthropic_version": "bedrock-2023-05-31", "messages": [{"role": "user", "content": "x"}]},
+            "required key [max_tokens]",
+        ),
+        (
+            {
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 10,
+                "model": "claude",
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            "extraneous key [model]",
+        ),
+        (
+            {
+                "anthropic_version": "2026-10-21",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            "invalid anthropic version",
+        ),
     ],
 )
 def test_invalid_bodies_are_a_validation_exception(bedrock, raw, detail):
@@ -128,7 +169,9 @@ def test_invalid_bodies_are_a_validation_exception(bedrock, raw, detail):
 
 
 def test_unknown_fields_are_ignored(bedrock):
-    message = json.loads(bedrock().invoke_model(modelId=MODEL, body=body(some_future_field={"x": 1}))["body"].read())
+    message = json.loads(
+        bedrock().invoke_model(modelId=MODEL, body=body(some_future_field={"x": 1}))["body"].read()
+    )
     assert message["stop_reason"] == "end_turn"
 
 
@@ -136,9 +179,14 @@ def test_unsigned_or_wrongly_scoped_requests_are_refused(faults, bedrock):
     url = f"{faults.bedrock_endpoints['us-east-1']}/model/{MODEL}/invoke"
     unsigned = httpx.post(url, content=body())
     # A client signing for us-west-2 sent to the us-east-1 endpoint.
-    wrong = boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=faults.bedrock_endpoints["us-east-1"],
-                         aws_access_key_id="testing", aws_secret_access_key="testing",
-                         config=Config(retries={"max_attempts": 0}))
+    wrong = boto3.client(
+        "bedrock-runtime",
+        region_name="us-west-2",
+        endpoint_url=faults.bedrock_endpoints["us-east-1"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 0}),
+    )
 
     assert unsigned.status_code == 403
     assert unsigned.headers["x-amzn-errortype"].startswith("MissingAuthenticationTokenException")
@@ -166,8 +214,14 @@ def test_throttle_for_the_next_n_requests_then_success_and_counts(faults, bedroc
 
 @pytest.mark.parametrize(
     ("status", "name"),
-    [(500, "InternalServerException"), (503, "ServiceUnavailableException"), (400, "ValidationException"),
-     (403, "AccessDeniedException"), (404, "ResourceNotFoundException"), (424, "ModelErrorException")],
+    [
+        (500, "InternalServerException"),
+        (503, "ServiceUnavailableException"),
+        (400, "ValidationException"),
+        (403, "AccessDeniedException"),
+        (404, "ResourceNotFoundException"),
+        (424, "ModelErrorException"),
+    ],
 )
 def test_error_faults_last_until_cleared_with_bedrocks_error_codes(faults, bedrock, status, name):
     faults.set_fault("eu-west-1", "error", status=status)
@@ -193,7 +247,10 @@ def test_midstream_error_after_n_events(faults, bedrock):
     assert [e["type"] for e in got] == ["message_start", "content_block_start", "content_block_delta"]
     assert caught.value.response["Error"]["Code"] == "throttlingException"
     # used up: the next stream is whole
-    assert stream_events(client.invoke_model_with_response_stream(modelId=MODEL, body=body()))[-1]["type"] == "message_stop"
+    assert (
+        stream_events(client.invoke_model_with_response_stream(modelId=MODEL, body=body()))[-1]["type"]
+        == "message_stop"
+    )
 
 
 def test_midstream_default_is_a_model_stream_error(faults, bedrock):

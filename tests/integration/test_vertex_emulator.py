@@ -30,7 +30,8 @@ def wif_token(backing_stack):
 
 
 def url(stack, operation: str, region: str = "us-east5", model: str = MODEL) -> str:
-    return f"{stack.vertex_endpoint}/v1/projects/{PROJECT}/locations/{region}/publishers/anthropic/models/{model}:{operation}"
+    base = f"{stack.vertex_endpoint}/v1/projects/{PROJECT}/locations/{region}"
+    return f"{base}/publishers/anthropic/models/{model}:{operation}"
 
 
 def body(prompt: str = "hello vertex", **extra) -> dict:
@@ -38,8 +39,13 @@ def body(prompt: str = "hello vertex", **extra) -> dict:
 
 
 def sdk(stack, token: str, region: str = "us-east5") -> anthropic.AnthropicVertex:
-    return anthropic.AnthropicVertex(region=region, project_id=PROJECT, base_url=f"{stack.vertex_endpoint}/v1",
-                                     access_token=token, max_retries=0)
+    return anthropic.AnthropicVertex(
+        region=region,
+        project_id=PROJECT,
+        base_url=f"{stack.vertex_endpoint}/v1",
+        access_token=token,
+        max_retries=0,
+    )
 
 
 def test_wif_config_has_what_google_auth_aws_needs(backing_stack):
@@ -51,7 +57,9 @@ def test_wif_config_has_what_google_auth_aws_needs(backing_stack):
 
 
 def test_wif_exchange_mints_a_token_that_raw_predict_accepts(faults, wif_token):
-    response = httpx.post(url(faults, "rawPredict"), json=body(), headers={"Authorization": f"Bearer {wif_token}"})
+    response = httpx.post(
+        url(faults, "rawPredict"), json=body(), headers={"Authorization": f"Bearer {wif_token}"}
+    )
 
     assert wif_token.startswith("ya29.emu-")
     assert response.status_code == 200
@@ -63,11 +71,16 @@ def test_wif_exchange_mints_a_token_that_raw_predict_accepts(faults, wif_token):
 
 def test_sts_refuses_a_subject_token_that_is_not_a_signed_aws_request(backing_stack):
     config = vertex_wif_config(backing_stack.vertex_endpoint, PROJECT)
-    response = httpx.post(config["token_url"], data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": config["audience"],
-        "subject_token_type": SUBJECT_TOKEN_TYPE, "subject_token": json.dumps({"url": "x", "method": "POST",
-                                                                              "headers": []}),
-        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+    response = httpx.post(
+        config["token_url"],
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "audience": config["audience"],
+            "subject_token_type": SUBJECT_TOKEN_TYPE,
+            "subject_token": json.dumps({"url": "x", "method": "POST", "headers": []}),
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        },
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
@@ -81,9 +94,12 @@ def test_predict_without_a_minted_token_is_unauthenticated(faults, authorization
 
 
 def test_stream_is_anthropic_sse_that_the_sdk_parses(faults, wif_token):
-    raw = httpx.post(url(faults, "streamRawPredict"), json=body("a b"), headers={"Authorization": f"Bearer {wif_token}"})
-    with sdk(faults, wif_token).messages.stream(model=MODEL, max_tokens=50, extra_body=VERSION,
-                                                messages=[{"role": "user", "content": "a b"}]) as stream:
+    raw = httpx.post(
+        url(faults, "streamRawPredict"), json=body("a b"), headers={"Authorization": f"Bearer {wif_token}"}
+    )
+    with sdk(faults, wif_token).messages.stream(
+        model=MODEL, max_tokens=50, extra_body=VERSION, messages=[{"role": "user", "content": "a b"}]
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
 
@@ -97,12 +113,19 @@ def test_stream_is_anthropic_sse_that_the_sdk_parses(faults, wif_token):
 
 @pytest.mark.parametrize(
     ("payload", "fragment"),
-    [({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "anthropic_version"),
-     ({**VERSION, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
-     ({**VERSION, "max_tokens": 5, "model": MODEL, "messages": [{"role": "user", "content": "x"}]}, "model")],
+    [
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "anthropic_version"),
+        ({**VERSION, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+        (
+            {**VERSION, "max_tokens": 5, "model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+            "model",
+        ),
+    ],
 )
 def test_invalid_bodies_are_invalid_request_errors(faults, wif_token, payload, fragment):
-    response = httpx.post(url(faults, "rawPredict"), json=payload, headers={"Authorization": f"Bearer {wif_token}"})
+    response = httpx.post(
+        url(faults, "rawPredict"), json=payload, headers={"Authorization": f"Bearer {wif_token}"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert fragment in response.json()["error"]["message"]
@@ -113,8 +136,12 @@ def test_throttle_then_recover_per_region(faults, wif_token):
     client = sdk(faults, wif_token, "europe-west1")
 
     with pytest.raises(anthropic.RateLimitError):
-        client.messages.create(model=MODEL, max_tokens=10, extra_body=VERSION, messages=[{"role": "user", "content": "x"}])
-    ok = client.messages.create(model=MODEL, max_tokens=10, extra_body=VERSION, messages=[{"role": "user", "content": "x"}])
+        client.messages.create(
+            model=MODEL, max_tokens=10, extra_body=VERSION, messages=[{"role": "user", "content": "x"}]
+        )
+    ok = client.messages.create(
+        model=MODEL, max_tokens=10, extra_body=VERSION, messages=[{"role": "user", "content": "x"}]
+    )
 
     assert ok.stop_reason in ("end_turn", "max_tokens")
     assert faults.request_counts("vertex")["europe-west1"]["total"] == 2
@@ -123,18 +150,20 @@ def test_throttle_then_recover_per_region(faults, wif_token):
 def test_midstream_error_is_an_sse_error_event(faults, wif_token):
     faults.set_fault("us-east5", "midstream", after_events=3, provider="vertex")
     client = sdk(faults, wif_token)
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(model=MODEL, max_tokens=50, extra_body=VERSION,
-                                    messages=[{"role": "user", "content": "x"}]) as stream:
-            for _ in stream:
-                pass
+    with pytest.raises(anthropic.APIStatusError) as caught, client.messages.stream(
+        model=MODEL, max_tokens=50, extra_body=VERSION, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        for _ in stream:
+            pass
     assert caught.value.body["error"]["type"] == "overloaded_error"
 
 
 def test_server_errors_until_cleared(faults, wif_token):
     faults.set_fault("us-east5", "error", status=503, provider="vertex")
     headers = {"Authorization": f"Bearer {wif_token}"}
-    statuses = [httpx.post(url(faults, "rawPredict"), json=body(), headers=headers).status_code for _ in range(2)]
+    statuses = [
+        httpx.post(url(faults, "rawPredict"), json=body(), headers=headers).status_code for _ in range(2)
+    ]
     faults.clear_faults(provider="vertex")
     statuses.append(httpx.post(url(faults, "rawPredict"), json=body(), headers=headers).status_code)
     assert statuses == [503, 503, 200]

@@ -26,8 +26,17 @@ class MemoryJwks(JwksCache):
 
 def token(**overrides) -> str:
     now = int(time.time())
-    claims = {"sub": "u-1", "iss": ISSUER, "client_id": "c-1", "token_use": "access", "scope": "gateway/invoke",
-              "iat": now, "exp": now + 60, "cognito:groups": ["a", "b"], **overrides}
+    claims = {
+        "sub": "u-1",
+        "iss": ISSUER,
+        "client_id": "c-1",
+        "token_use": "access",
+        "scope": "gateway/invoke",
+        "iat": now,
+        "exp": now + 60,
+        "cognito:groups": ["a", "b"],
+        **overrides,
+    }
     return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": "k1"})
 
 
@@ -47,10 +56,16 @@ def call(headers: dict[str, str], path: str = "/v1/messages") -> tuple[int, dict
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    authorizer = CognitoAuthorizer(app, issuer=ISSUER, jwks=MemoryJwks(), client_ids={"c-1"},
-                                   accepted_scopes={"gateway/invoke"})
-    scope = {"type": "http", "method": "POST", "path": path, "client": ("10.0.0.9", 5555),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    authorizer = CognitoAuthorizer(
+        app, issuer=ISSUER, jwks=MemoryJwks(), client_ids={"c-1"}, accepted_scopes={"gateway/invoke"}
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "client": ("10.0.0.9", 5555),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
     asyncio.run(authorizer(scope, receive, send))
     body = json.loads(sent[1]["body"]) if sent[0]["status"] != 200 else None
     context = json.loads(seen["x-amzn-request-context"]) if seen else None
@@ -58,9 +73,16 @@ def call(headers: dict[str, str], path: str = "/v1/messages") -> tuple[int, dict
 
 
 def test_claims_become_strings_the_way_api_gateway_renders_them():
-    claims = api_gateway_claims({"exp": 0, "auth_time": 5, "cognito:groups": ["x", "y"], "flag": True, "s": "v"})
-    assert claims == {"exp": "Thu Jan 01 00:00:00 UTC 1970", "auth_time": "5", "cognito:groups": "x,y",
-                      "flag": "true", "s": "v"}
+    claims = api_gateway_claims(
+        {"exp": 0, "auth_time": 5, "cognito:groups": ["x", "y"], "flag": True, "s": "v"}
+    )
+    assert claims == {
+        "exp": "Thu Jan 01 00:00:00 UTC 1970",
+        "auth_time": "5",
+        "cognito:groups": "x,y",
+        "flag": "true",
+        "s": "v",
+    }
 
 
 def test_valid_token_reaches_the_app_with_the_request_context():
