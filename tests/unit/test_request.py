@@ -1,0 +1,106 @@
+"""Parsing a Messages API body: tolerant of what it does not know, strict about what it acts on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gateway.domain.errors import InvalidRequestError, RequestTooLargeError
+from gateway.domain.request import IMAGE_TOKEN_ESTIMATE, parse_beta_header, parse_messages_request
+
+LIMIT = 1 << 20
+
+
+def parse(body: dict, **kw):
+    return parse_messages_request(json.dumps(body).encode(), max_body_bytes=LIMIT, **kw)
+
+
+BASE = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "abcd" * 10}]}
+
+
+def test_reads_the_policy_fields_and_keeps_the_body() -> None:
+    body = {**BASE, "stream": True, "unknown_top_level": [1], "metadata": {"user_id": "u"}}
+    request = parse(body)
+
+    assert (request.model, request.max_tokens, request.stream) == ("claude-haiku-4-5", 10, True)
+    assert request.body == body
+    assert not request.uses_tools and not request.has_images
+    assert request.estimated_input_tokens == 10
+    assert len(request.body_sha256) == 64
+
+
+def test_tools_and_images_are_detected() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 100000}}
+    request = parse(
+        {
+            **BASE,
+            "tools": [{"name": "t", "input_schema": {}}],
+            "messages": [{"role": "user", "content": [image, {"type": "text", "text": "what?"}]}],
+        }
+    )
+
+    assert request.uses_tools and request.has_images
+    # The base64 data is not counted as text.
+    assert request.estimated_input_tokens < IMAGE_TOKEN_ESTIMATE + 100
+
+
+def test_tool_results_count_as_tool_use() -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "x", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]},
+    ]
+    assert parse({**BASE, "messages": messages}).uses_tools
+
+
+def test_unknown_block_types_are_accepted() -> None:
+    request = parse(
+        {**BASE, "messages": [{"role": "user", "content": [{"type": "hologram", "data": {"x": 1}}]}]}
+    )
+    assert request.body["messages"][0]["content"][0]["type"] == "hologram"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": None},
+        {"model": ""},
+        {"max_tokens": None},
+        {"max_tokens": True},
+        {"max_tokens": 0},
+        {"max_tokens": "5"},
+        {"stream": "true"},
+        {"messages": []},
+        {"messages": [{"role": "system", "content": "x"}]},
+        {"messages": [{"role": "user", "content": 5}]},
+        {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+        {"system": 5},
+        {"tools": {}},
+        {"metadata": "x"},
+    ],
+)
+def test_wrong_types_are_invalid_requests(change: dict) -> None:
+    body = {**BASE, **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    with pytest.raises(InvalidRequestError):
+        parse(body)
+
+
+def test_count_tokens_needs_no_max_tokens() -> None:
+    body = {k: v for k, v in BASE.items() if k != "max_tokens"}
+    assert parse(body, require_max_tokens=False).estimated_input_tokens == 10
+
+
+def test_encoding_and_size() -> None:
+    with pytest.raises(InvalidRequestError, match="UTF-8"):
+        parse_messages_request(b'{"model": "\xff"}', max_body_bytes=LIMIT)
+    with pytest.raises(InvalidRequestError, match="JSON"):
+        parse_messages_request(b"{", max_body_bytes=LIMIT)
+    with pytest.raises(RequestTooLargeError):
+        parse_messages_request(b"{}" * 600, max_body_bytes=1024)
+
+
+def test_beta_header() -> None:
+    assert parse_beta_header("a-2025, b ,") == ("a-2025", "b")
+    assert parse_beta_header(None) == ()
