@@ -10,6 +10,7 @@ One object per request: nothing is buffered, so nothing is lost when the local s
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import time
@@ -62,3 +63,55 @@ def write_access_log(s3: Any, bucket: str, **fields: Any) -> str:
     body = gzip.compress((json.dumps(entry, separators=(",", ":")) + "\n").encode(), mtime=0)
     put_locked_object(s3, bucket, key, body, ContentEncoding="gzip")
     return key
+
+
+class AccessLogMiddleware:
+    """Wraps the local authorizer as the API Gateway stage wraps everything: one access-log line per
+    request, whether the authorizer refused it or the app answered it.
+
+    Hook (gatewayctl/local/stack.py): serve `AccessLogMiddleware(authorizer, s3, bucket)` instead of
+    the authorizer itself. The request id is the one the authorizer put on the response (`request-id`),
+    the same id the app audits, as $context.requestId is in the cloud.
+    """
+
+    def __init__(self, app: Any, s3: Any, bucket: str) -> None:
+        self.app = app
+        self.s3 = s3
+        self.bucket = bucket
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.time()
+        seen: dict[str, Any] = {"status": 500, "request_id": "", "length": 0}
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() in (b"request-id", b"x-amzn-requestid") and not seen["request_id"]:
+                        seen["request_id"] = value.decode()
+            elif message["type"] == "http.response.body":
+                seen["length"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            headers = dict(scope.get("headers", []))
+            await asyncio.to_thread(
+                write_access_log,
+                self.s3,
+                self.bucket,
+                request_id=seen["request_id"] or f"unanswered-{uuid.uuid4()}",
+                ip=(scope.get("client") or ("-", 0))[0],
+                method=scope["method"],
+                path=scope["path"],
+                status=seen["status"],
+                user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
+                response_length=seen["length"],
+                # The local authorizer answers 401 itself, as API Gateway's Cognito authorizer does.
+                error_type="UNAUTHORIZED" if seen["status"] == 401 else "",
+                request_time=started,
+            )
