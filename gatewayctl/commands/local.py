@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -192,21 +193,17 @@ def _status(args: Any) -> int:
         emit(args, {"running": False, "state": str(LOCAL_STATE)})
         return 1
     running = bool(state.get("pid")) and processes.alive(int(state["pid"]))
+    probe = "/_emulator/faults"
     parts = [
-        ("gateway", f"{state['endpoint']}/healthz"),
-        ("moto", f"{state['moto_endpoint']}/moto-api/"),
-        ("bedrock-control", f"{state['bedrock']['control_url']}/_emulator/faults"),
+        ("gateway", state["endpoint"], "/healthz"),
+        ("moto", state["moto_endpoint"], "/moto-api/"),
+        ("bedrock control", state["bedrock"]["control_url"], probe),
     ]
-    parts += [(f"bedrock {r}", f"{u}/_emulator/faults") for r, u in state["bedrock"]["endpoints"].items()]
+    parts += [(f"bedrock {r}", url, probe) for r, url in state["bedrock"]["endpoints"].items()]
     if state.get("vertex"):
-        parts.append(("vertex", f"{state['vertex']['endpoint']}/_emulator/faults"))
+        parts.append(("vertex", state["vertex"]["endpoint"], probe))
     rows = [
-        {
-            "part": name,
-            "url": url.rsplit("/", 1)[0] if name != "gateway" else state["endpoint"],
-            "answers": _answers(url) if running else False,
-        }
-        for name, url in parts
+        {"part": name, "url": url, "answers": running and _answers(url + path)} for name, url, path in parts
     ]
     pump_pid = state.get("pump_pid")
     rows.append(

@@ -21,6 +21,8 @@ from gatewayctl.output import CommandError
 
 def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as the servers use it: a port in TIME_WAIT after `local down` is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
