@@ -24,7 +24,9 @@ def test_create_and_stream_with_a_cognito_token(make_tenant, make_user, gateway_
     assert faults.request_counts()["us-east-1"]["total"] == 2
 
 
-def test_region_throttling_fails_over_on_the_local_stack(make_tenant, make_user, gateway_client, faults) -> None:
+def test_region_throttling_fails_over_on_the_local_stack(
+    make_tenant, make_user, gateway_client, faults
+) -> None:
     user = make_user(make_tenant("us"), roles=("basic_user",))
     faults.set_fault("us-east-1", "throttle", count=1)
     with gateway_client(user.token) as client:
