@@ -22,6 +22,7 @@ TOOL = {
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
 HELLO = [{"role": "user", "content": "Hello"}]
+pytestmark = pytest.mark.filterwarnings("ignore:The model:DeprecationWarning")
 
 # capability -> messages.create arguments
 CAPABILITIES = {
@@ -75,7 +76,7 @@ def test_rbac_matrix(role_clients, role, capability):
         with pytest.raises(anthropic.PermissionDeniedError) as refused:
             client.messages.create(**CAPABILITIES[capability])
         assert refused.value.status_code == 403
-        assert refused.value.body["type"] == "permission_error"
+        assert refused.value.body["error"]["type"] == "permission_error"
 
 
 def test_models_list_follows_the_role(role_clients):
@@ -96,7 +97,9 @@ def test_a_role_change_takes_effect_for_new_principal_lookups(local_stack, targe
     tenancy.define_role(target, tenant_id, "opus_only", ["write", "opus"])
     user = local_stack.add_user(tenant_id, f"o-{uuid.uuid4().hex[:8]}@example.com", ["opus_only"])
     client = anthropic.Anthropic(
-        base_url=local_stack.endpoint, auth_token=local_stack.access_token(user.username, user.password), max_retries=0
+        base_url=local_stack.endpoint,
+        auth_token=local_stack.access_token(user.username, user.password),
+        max_retries=0,
     )
     assert client.messages.create(**CAPABILITIES["opus"]).usage.output_tokens > 0
     with pytest.raises(anthropic.PermissionDeniedError):
