@@ -73,6 +73,8 @@ class GatewayApi(Construct):
                 tracing_enabled=True,
             ),
         )
+        # The stack exports the URL once, as ApiEndpoint (gatewayctl's output key); drop the automatic one.
+        self.api.node.try_remove_child("Endpoint")
         self.authorizer = apigateway.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[user_pool])
         self.validator = apigateway.RequestValidator(
             self, "BodyValidator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True

@@ -35,28 +35,42 @@ PROFILE_DESTINATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def bedrock_resources(config: EnvironmentConfig, *, account: str, partition: str = "aws",
-                      catalog_path: Path = CATALOG) -> tuple[list[str], list[str]]:
-    """(inference-profile ARNs, foundation-model ARNs): exactly what the catalog serves in this environment."""
+def bedrock_resources_by_residency(config: EnvironmentConfig, *, account: str, partition: str = "aws",
+                                   catalog_path: Path = CATALOG) -> dict[str, tuple[list[str], list[str]]]:
+    """residency -> (inference-profile ARNs, foundation-model ARNs): what the catalog serves there."""
     catalog = json.loads(catalog_path.read_text())
-    profiles: set[str] = set()
-    models: set[str] = set()
-    for model in catalog["models"]:
-        for residency, upstream in config.upstreams.items():
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for residency, upstream in config.upstreams.items():
+        profiles: set[str] = set()
+        models: set[str] = set()
+        for model in catalog["models"]:
             profile = model["bedrock_profiles"].get(residency)
             if profile is None:
                 continue
+            model_id = model["bedrock_model_id"]
             for region in upstream.bedrock_regions:
                 profiles.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{profile}")
+                models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
             prefix = profile.split(".", 1)[0]
             if prefix == "global":
                 # Global profiles route to any commercial region; AWS documents the region-less model ARN.
-                models.add(f"arn:{partition}:bedrock:::foundation-model/{model['bedrock_model_id']}")
-                destinations: tuple[str, ...] = ()
+                models.add(f"arn:{partition}:bedrock:::foundation-model/{model_id}")
             else:
-                destinations = PROFILE_DESTINATIONS[prefix]
-            for region in {*destinations, *upstream.bedrock_regions} if destinations else upstream.bedrock_regions:
-                models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model['bedrock_model_id']}")
+                models.update(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}"
+                              for region in PROFILE_DESTINATIONS[prefix])
+        out[residency] = (sorted(profiles), sorted(models))
+    return out
+
+
+def bedrock_resources(config: EnvironmentConfig, *, account: str, partition: str = "aws",
+                      catalog_path: Path = CATALOG) -> tuple[list[str], list[str]]:
+    """(inference-profile ARNs, foundation-model ARNs): exactly what the catalog serves in this environment."""
+    profiles: set[str] = set()
+    models: set[str] = set()
+    for p, m in bedrock_resources_by_residency(config, account=account, partition=partition,
+                                               catalog_path=catalog_path).values():
+        profiles.update(p)
+        models.update(m)
     return sorted(profiles), sorted(models)
 
 
@@ -139,12 +153,15 @@ class GatewayFunction(Construct):
         ))
         audit_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
 
-        profiles, models = bedrock_resources(config, account=Stack.of(self).account, partition=Aws.PARTITION)
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="BedrockCatalogModels",
-            actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-            resources=[*profiles, *models],
-        ))
+        # One managed policy per residency: all ARNs in one document would pass IAM's 6,144-character limit.
+        by_residency = bedrock_resources_by_residency(config, account=Stack.of(self).account,
+                                                      partition=Aws.PARTITION)
+        for residency, (profiles, models) in sorted(by_residency.items()):
+            iam.ManagedPolicy(self, f"Bedrock{residency.capitalize()}", roles=[self.role],
+                              description=f"Invoke the catalog's Claude models, {residency} residency",
+                              statements=[iam.PolicyStatement(
+                                  actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                                  resources=[*profiles, *models])])
         suppress(self.role, {"AwsSolutions-IAM5": (
             "Only X-Ray remains: xray:PutTraceSegments/PutTelemetryRecords support no resource-level "
             "permissions (Resource '*'); tables, stream, DLQ and Bedrock are granted by exact ARN.")},
