@@ -115,6 +115,7 @@ class LocalStack:
         self.vertex_endpoint = ""
         self.endpoint = ""  # the gateway, for anthropic.Anthropic(base_url=...)
         self.authorizer: CognitoAuthorizer | None = None
+        self.app: Any = None  # the gateway app (inside the authorizer)
         self._servers: list[ThreadedServer] = []
         self._pump: subprocess.Popen | None = None
         self._ports: dict[str, Any] = {}
@@ -203,6 +204,7 @@ class LocalStack:
 
             app_factory = create_app
         app = app_factory(self.settings())
+        self.app = app
         pool_id = self.cognito["user_pool_id"]
         self.authorizer = CognitoAuthorizer(
             app,
@@ -545,6 +547,24 @@ class LocalStack:
     def reset_counts(self) -> None:
         for name in ("bedrock", "vertex") if self.vertex_endpoint else ("bedrock",):
             _http_json("DELETE", f"{self._control(name)}/_emulator/requests")
+
+    def reset_breakers(self) -> None:
+        """Close every circuit breaker, in the app's memory and in the shared store, so that one test's
+        injected failures do not make the next test skip a region."""
+        from gateway.domain.breaker import CLOSED, BreakerState, breaker_key
+
+        keys = [breaker_key("bedrock", r) for rs in self.options.bedrock_regions.values() for r in rs]
+        keys += [breaker_key("vertex", r) for r in self.options.vertex_regions.values()]
+        breakers = getattr(getattr(getattr(self.app, "state", None), "chain", None), "breakers", None)
+        if breakers is not None:
+            now = time.time()
+            breakers.merge({key: BreakerState(CLOSED, 0.0, now, 0) for key in keys})
+        ddb = self.client("dynamodb")
+        for key in keys:
+            ddb.delete_item(
+                TableName=self.outputs["TenantsTableName"],
+                Key={"pk": {"S": f"BREAKER#{key}"}, "sk": {"S": "STATE"}},
+            )
 
     def _control(self, provider: str) -> str:
         if provider == "bedrock":

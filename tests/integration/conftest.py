@@ -20,7 +20,8 @@ Fixtures:
 - `make_user(tenant_id, roles=("basic_user",), consent=True) -> User` with `.token` (a real
   Cognito access token from USER_PASSWORD_AUTH).
 - `gateway_client(token) -> anthropic.Anthropic(base_url=..., auth_token=token, max_retries=0)`.
-- `faults`: the stack, with every fault cleared and counts reset before and after the test:
+- `faults`: the stack, with every fault cleared, counts reset and circuit breakers closed (in the
+  app and in the shared store) before and after the test:
   faults.set_fault("us-east-1", "throttle", count=1), faults.request_counts()["us-east-1"]["total"].
 Tests that read counts should use `faults` (it resets them) since tests share the worker's stack.
 """
@@ -105,5 +106,7 @@ def gateway_client(local_stack: LocalStack) -> Callable[[str], Any]:
 def faults(backing_stack: LocalStack) -> Iterator[LocalStack]:
     backing_stack.clear_faults()
     backing_stack.reset_counts()
+    backing_stack.reset_breakers()
     yield backing_stack
     backing_stack.clear_faults()
+    backing_stack.reset_breakers()

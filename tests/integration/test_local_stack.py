@@ -234,3 +234,23 @@ def test_a_taken_port_is_a_clear_error(tmp_path, ports):
     assert result.returncode == 1
     assert f"port {ports['--moto-port']} (moto server) is already in use" in result.stderr
     assert not (tmp_path / ".local" / "stack.json").exists()
+
+
+def test_reset_breakers_lets_a_region_that_tripped_serve_again(
+    local_stack, make_tenant, make_user, gateway_client, faults
+):
+    client = gateway_client(make_user(make_tenant("us")).token)
+    ask = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    threshold = local_stack.settings().breaker_failure_threshold
+    faults.set_fault("us-east-1", "error", status=503)
+
+    for _ in range(threshold):
+        client.messages.create(**ask)  # served by us-west-2 after us-east-1 fails
+    faults.clear_faults()
+    client.messages.create(**ask)  # the breaker is open: us-east-1 is skipped
+    tripped = faults.request_counts()["us-east-1"]["total"]
+    faults.reset_breakers()
+    client.messages.create(**ask)
+
+    assert tripped == threshold
+    assert faults.request_counts()["us-east-1"]["total"] == threshold + 1
