@@ -18,7 +18,9 @@ from gatewayctl.output import CommandError
 
 
 def bind(port: int = 0, host: str = "127.0.0.1", *, what: str = "server") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when proto is TCP;
+    # without it uvicorn's separate header/body writes meet delayed ACKs (~40 ms per response).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
