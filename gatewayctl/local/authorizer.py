@@ -15,12 +15,12 @@ Web Adapter hands the request to the app:
 
 Decisions (local-only where marked):
 
-- Where the token comes from. API Gateway's Cognito authorizer reads the identity source header
-  (the stacks use `Authorization`), taking the raw JWT or `Bearer <jwt>`. Locally the same
-  header is read, and `x-api-key` is accepted as a fallback when Authorization is absent, because
-  Claude Code's apiKeyHelper and `anthropic.Anthropic(api_key=...)` send the token there. In the
-  cloud the stack must map the same header (see the infra stack); this middleware documents the
-  local behaviour.
+- Where the token comes from. API Gateway's Cognito authorizer reads its identity source header
+  (the stacks use `Authorization`), as the raw JWT or `Bearer <jwt>`; the anthropic SDK's
+  `auth_token` sends `Authorization: Bearer`, and Claude Code sends its apiKeyHelper value both as
+  `X-Api-Key` and as `Authorization: Bearer` (Claude Code settings docs), so Authorization covers
+  both in the cloud. Locally `x-api-key` is also read when Authorization is absent (a client built
+  with `api_key=`); that is a LOCAL leniency: in the cloud such a client gets 401.
 - Scope. In the cloud the method requires `<resource-server>/invoke`. moto cannot mint custom
   scopes (no /oauth2/token; its access tokens carry only `aws.cognito.signin.user.admin`, as do
   real tokens from InitiateAuth), so `accepted_scopes` is configurable: the local stack accepts
