@@ -58,6 +58,12 @@ class KinesisAuditSink:
         self._settings = settings
         self._kinesis = kinesis
         self._sqs = sqs
+        if mirror is None and settings.audit_mirror_cloud_logging and settings.vertex_project:
+            from gateway.adapters.cloud_logging import (
+                CloudLoggingMirror,
+            )  # light: Google imports wait for a write
+
+            mirror = CloudLoggingMirror(settings)
         self._mirror = mirror
         self._retry_delays = tuple(retry_delays)
         self._sleep = sleep
