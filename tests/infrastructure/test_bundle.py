@@ -1,0 +1,42 @@
+"""The Lambda asset: built without Docker, under 20 MB unzipped, no boto3, no bytecode, run.sh executable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.infrastructure
+
+LIMIT_BYTES = 20 * 1024 * 1024
+
+
+def _asset_dir(synthesized) -> Path:
+    outdir = Path(synthesized.assembly.directory)
+    candidates = [p for p in outdir.glob("asset.*") if (p / "run.sh").exists()]
+    assert len(candidates) == 1, candidates
+    return candidates[0]
+
+
+def test_bundle_is_under_twenty_megabytes_unzipped(dev):
+    asset = _asset_dir(dev)
+    size = sum(f.stat().st_size for f in asset.rglob("*") if f.is_file())
+    assert size < LIMIT_BYTES, f"Lambda bundle is {size / 2**20:.1f} MiB"
+
+
+def test_bundle_has_the_app_and_its_arm64_dependencies_but_not_boto3(dev):
+    asset = _asset_dir(dev)
+    assert (asset / "gateway" / "settings.py").exists()
+    assert (asset / "gateway" / "catalog.json").exists()
+    assert (asset / "starlette").is_dir() and (asset / "uvicorn").is_dir()
+    assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
+    native = list(asset.rglob("*.so"))
+    assert all("x86_64" not in so.name for so in native), [so.name for so in native if "x86_64" in so.name]
+
+
+def test_bundle_ships_no_bytecode_and_an_executable_entry(dev):
+    asset = _asset_dir(dev)
+    assert list(asset.rglob("*.pyc")) == []
+    assert os.access(asset / "run.sh", os.X_OK)
+    assert "gateway.main:app" in (asset / "run.sh").read_text()
