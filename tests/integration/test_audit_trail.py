@@ -241,3 +241,49 @@ def test_verify_reports_objects_without_object_lock(audit_resources):
     assert not report.ok
     assert [u["problem"] for u in report.unlocked] == ["no object lock retention"]
     assert not report.missing and not report.extra
+
+
+def test_pump_runs_as_a_process_configured_by_env_and_redrives_the_dlq(audit_resources):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    res = audit_resources
+    sink = KinesisAuditSink(res.settings(), kinesis=res.client("kinesis"), sqs=res.client("sqs"))
+    exchanges = [make_exchange(tenant="acme", started_at=T0 + i) for i in range(3)]
+    record_all(sink, exchanges, outcomes=False)
+    dead = AuditRecord.from_exchange(exchanges[0], "response").to_json()
+    res.client("sqs").send_message(QueueUrl=res.dlq_url, MessageBody=dead)
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "lambda_src")]),
+        "AWS_ENDPOINT_URL": res.endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AUDIT_STREAM": res.stream,
+        "AUDIT_BUCKET": res.bucket,
+        "AUDIT_DLQ_URL": res.dlq_url,
+        "PUMP_REDRIVE_DLQ": "true",
+        "PUMP_INTERVAL": "0.2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayctl.local.pump"], env=env, cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        counts: list[tuple] = []
+        while time.monotonic() < deadline:
+            counts = query(res, "SELECT event_type, count(*) FROM audit_events GROUP BY 1 ORDER BY 1").rows
+            if counts == [("request", 3), ("response", 1)]:
+                break
+            time.sleep(0.3)
+        assert counts == [("request", 3), ("response", 1)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0  # SIGTERM ends its loop cleanly
