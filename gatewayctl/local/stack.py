@@ -368,7 +368,7 @@ class LocalStack:
                 AllowedOAuthScopes=list(client_def.oauth_scopes),
                 AllowedOAuthFlowsUserPoolClient=True,
                 SupportedIdentityProviders=["COGNITO"],
-                CallbackURLs=["http://localhost:8976/callback"] if "code" in client_def.oauth_flows else [],
+                CallbackURLs=["http://localhost:8765/callback"] if "code" in client_def.oauth_flows else [],
             )["UserPoolClient"]
             key = "people" if client_def is definitions.PEOPLE_CLIENT else "machine"
             out[f"{key}_client_id"] = created["ClientId"]

@@ -1,0 +1,224 @@
+"""The client side: gatewayctl login (password flow locally, PKCE against a stand-in Cognito domain),
+the token cache and refresh, `gatewayctl token` and `gatewayctl chat` against the harness's stack."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from gatewayctl.commands import login
+from gatewayctl.local.processes import free_port
+from gatewayctl.output import CommandError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def person(backing_stack, make_tenant, make_user):
+    return make_user(make_tenant("us"), ("basic_user",))
+
+
+def test_password_login_caches_a_token_the_gateway_accepts(local_stack, person, tmp_path):
+    target = local_stack.target()
+    tokens = login.password_login(target, person.username, person.password)
+    cache = tmp_path / "token.json"
+    login.save(cache, tokens)
+
+    token = login.fresh_token(target, cache)
+    reply = anthropic.Anthropic(
+        base_url=login.endpoint_of(target), auth_token=token, max_retries=0
+    ).messages.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "via login"}]
+    )
+
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert tokens["username"] == person.username and tokens["refresh_token"]
+    assert reply.content[0].text == "Emulated reply to: via login"
+
+
+def test_wrong_password_is_a_clear_error(backing_stack, person):
+    with pytest.raises(CommandError, match="wrong user name or password"):
+        login.password_login(backing_stack.target(), person.username, "not-the-password")
+
+
+def test_a_token_close_to_expiry_is_refreshed(backing_stack, person, tmp_path):
+    target = backing_stack.target()
+    cache = tmp_path / "token.json"
+    tokens = login.password_login(target, person.username, person.password)
+    login.save(cache, {**tokens, "expires_at": 0})  # as if it had expired
+
+    refreshed = login.fresh_token(target, cache)
+
+    assert refreshed != tokens["access_token"]
+    assert login.load(cache)["access_token"] == refreshed
+    assert login.load(cache)["expires_at"] > 0
+    assert login.fresh_token(target, cache) == refreshed  # fresh now: served from the cache
+
+
+def test_not_signed_in_or_not_refreshable(backing_stack, person, tmp_path):
+    target = backing_stack.target()
+    with pytest.raises(CommandError, match="not signed in"):
+        login.fresh_token(target, tmp_path / "none.json")
+    cache = tmp_path / "token.json"
+    tokens = login.password_login(target, person.username, person.password)
+    login.save(cache, {**tokens, "expires_at": 0, "refresh_token": None})
+    with pytest.raises(CommandError, match="login"):
+        login.fresh_token(target, cache)
+
+
+class FakeCognitoDomain:
+    """The two hosted-UI endpoints login uses: /oauth2/authorize (signs the user in at once and
+    redirects with a code) and /oauth2/token (checks the PKCE verifier against the challenge)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, dict] = {}
+        self.exchanges: list[dict] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                query = {
+                    k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()
+                }
+                code = uuid.uuid4().hex
+                fake.codes[code] = query
+                location = f"{query['redirect_uri']}?" + urllib.parse.urlencode(
+                    {"code": code, "state": query["state"]}
+                )
+                self.send_response(302)
+                self.send_header("location", location)
+                self.end_headers()
+
+            def do_POST(self):  # noqa: N802
+                form = {
+                    k: v[0]
+                    for k, v in urllib.parse.parse_qs(
+                        self.rfile.read(int(self.headers["content-length"])).decode()
+                    ).items()
+                }
+                fake.exchanges.append(form)
+                asked = fake.codes.pop(form.get("code"), None)
+                digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+                challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+                ok = (
+                    asked
+                    and asked["code_challenge"] == challenge
+                    and asked["redirect_uri"] == form["redirect_uri"]
+                )
+                body = json.dumps(
+                    {
+                        "access_token": "header.eyJ1c2VybmFtZSI6ImRhbmEifQ.sig",
+                        "refresh_token": "r",
+                        "expires_in": 3600,
+                        "token_type": "Bearer",
+                    }
+                    if ok
+                    else {"error": "invalid_grant"}
+                )
+                self.send_response(200 if ok else 400)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def cognito_domain():
+    fake = FakeCognitoDomain()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def test_pkce_login_with_a_loopback_redirect(backing_stack, cognito_domain):
+    target = backing_stack.target()
+    opened = []
+
+    def browser(url):  # the person signs in: the browser follows the redirect to our loopback server
+        opened.append(url)
+        threading.Thread(
+            target=httpx.get, args=(url,), kwargs={"follow_redirects": True}, daemon=True
+        ).start()
+
+    tokens = login.pkce_login(target, cognito_domain.url, port=free_port(), open_browser=browser, timeout=20)
+
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(opened[0]).query)
+    assert asked["code_challenge_method"] == ["S256"]
+    assert target.output("InvokeScope") in asked["scope"][0].split()
+    assert asked["client_id"] == [target.output("UserPoolClientId")]
+    assert tokens["access_token"].startswith("header.") and tokens["username"] == "dana"
+    [exchange] = cognito_domain.exchanges
+    assert exchange["grant_type"] == "authorization_code" and len(exchange["code_verifier"]) >= 43
+
+
+def test_pkce_login_refuses_an_answer_with_another_state(backing_stack, cognito_domain):
+    port = free_port()
+
+    def forged_browser(url):
+        threading.Thread(
+            target=httpx.get, args=(f"http://localhost:{port}/callback?code=x&state=forged",), daemon=True
+        ).start()
+
+    with pytest.raises(CommandError, match="wrong state"):
+        login.pkce_login(
+            backing_stack.target(), cognito_domain.url, port=port, open_browser=forged_browser, timeout=20
+        )
+    assert cognito_domain.exchanges == []
+
+
+def gatewayctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GATEWAY_LOCAL_DIR": str(tmp_path / ".local")}
+    return subprocess.run(
+        [sys.executable, "-m", "gatewayctl.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_login_token_and_chat_commands(local_stack, person, tmp_path):
+    (tmp_path / ".local").mkdir()
+    (tmp_path / ".local" / "stack.json").write_text(json.dumps(local_stack.state()))
+
+    logged_in = gatewayctl(tmp_path, "login", "--username", person.username, "--password", person.password)
+    token = gatewayctl(tmp_path, "token")
+    chat = gatewayctl(tmp_path, "chat", "hello", "from", "the", "cli")
+    plain = gatewayctl(tmp_path, "chat", "--no-stream", "again")
+
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert person.username in logged_in.stdout
+    assert token.returncode == 0 and token.stdout.count(".") == 2  # only the JWT on stdout
+    assert token.stdout.strip() == login.load(tmp_path / ".local" / "token.json")["access_token"]
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.strip() == "Emulated reply to: hello from the cli"
+    assert "stop end_turn" in chat.stderr
+    assert plain.stdout.strip() == "Emulated reply to: again"
+
+
+def test_chat_without_login_says_what_to_do(local_stack, tmp_path):
+    (tmp_path / ".local").mkdir()
+    (tmp_path / ".local" / "stack.json").write_text(json.dumps(local_stack.state()))
+    result = gatewayctl(tmp_path, "chat", "hi")
+    assert result.returncode == 1 and "gatewayctl login" in result.stderr
