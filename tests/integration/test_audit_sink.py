@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import random
 
 import pytest
 from gateway.adapters.kinesis_audit import AuditUnavailableError, KinesisAuditSink
 from gateway.domain.errors import ServiceUnavailableError
 from gateway.models.audit import AuditRecord
+from gateway.observability import Metrics
 
 from tests.integration.audit_helpers import (  # noqa: F401  (fixtures)
     FaultyClient,
@@ -90,12 +93,17 @@ def test_outcome_is_retried_then_written(audit_resources):
     assert dlq_bodies(res) == []
 
 
+def metrics() -> tuple[Metrics, io.StringIO]:
+    out = io.StringIO()
+    return Metrics("test", stream=out), out
+
+
 def test_outcome_that_keeps_failing_goes_to_the_dlq_with_a_metric(audit_resources):
     res = audit_resources
     kinesis = FaultyClient(res.client("kinesis"), lambda op, kw: op == "put_record")
-    lines: list[str] = []
+    counter, out = metrics()
     sink = KinesisAuditSink(
-        res.settings(), kinesis=kinesis, sqs=res.client("sqs"), sleep=no_sleep, emit=lines.append
+        res.settings(), kinesis=kinesis, sqs=res.client("sqs"), sleep=no_sleep, metrics=counter
     )
     ex = make_exchange(outcome="denied")
     asyncio.run(sink.record_outcome(ex))  # never raises
@@ -104,22 +112,28 @@ def test_outcome_that_keeps_failing_goes_to_the_dlq_with_a_metric(audit_resource
     assert len(bodies) == 1
     dead = AuditRecord.from_json(bodies[0])
     assert dead == AuditRecord.from_exchange(ex, "denied")
-    metric = json.loads(lines[-1])
-    assert metric["AuditDeadLettered"] == 1
+    (line,) = out.getvalue().splitlines()
+    metric = json.loads(line)
+    assert metric["AuditDeadLettered"] == 1 and metric["Environment"] == "test"
+    # Exactly the dimension set the stack's alarm selects on.
     assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ClaudeGateway"
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Environment"]]
 
 
-def test_outcome_never_raises_even_when_the_dlq_fails_and_logs_the_record(audit_resources):
+def test_outcome_never_raises_even_when_the_dlq_fails_and_logs_the_record(audit_resources, caplog):
     res = audit_resources
     kinesis = FaultyClient(res.client("kinesis"), lambda op, kw: True)
     sqs = FaultyClient(res.client("sqs"), lambda op, kw: True)
-    lines: list[str] = []
-    sink = KinesisAuditSink(res.settings(), kinesis=kinesis, sqs=sqs, sleep=no_sleep, emit=lines.append)
+    counter, out = metrics()
+    sink = KinesisAuditSink(res.settings(), kinesis=kinesis, sqs=sqs, sleep=no_sleep, metrics=counter)
     ex = make_exchange()
-    asyncio.run(sink.record_outcome(ex))
-    kept = json.loads(lines[0])["audit_record_unsent"]
-    assert kept["request_id"] == ex.meta.request_id and kept["event_type"] == "response"
-    assert json.loads(lines[1])["AuditUndeliverable"] == 1
+    with caplog.at_level(logging.ERROR, logger="gateway.audit"):
+        asyncio.run(sink.record_outcome(ex))
+    kept = [r.getMessage() for r in caplog.records if "unsent" in r.getMessage()]
+    assert len(kept) == 1
+    record = AuditRecord.from_json(kept[0].split(": ", 1)[1])
+    assert record == AuditRecord.from_exchange(ex, "response")
+    assert json.loads(out.getvalue())["AuditUndeliverable"] == 1
 
 
 def test_random_faults_lose_no_outcome_record(audit_resources):
@@ -127,7 +141,9 @@ def test_random_faults_lose_no_outcome_record(audit_resources):
     res = audit_resources
     rng = random.Random(7)
     kinesis = FaultyClient(res.client("kinesis"), lambda op, kw: op == "put_record" and rng.random() < 0.75)
-    sink = KinesisAuditSink(res.settings(), kinesis=kinesis, sqs=res.client("sqs"), sleep=no_sleep, emit=str)
+    sink = KinesisAuditSink(
+        res.settings(), kinesis=kinesis, sqs=res.client("sqs"), sleep=no_sleep, metrics=metrics()[0]
+    )
     exchanges = [
         make_exchange(tenant=f"t{i % 3}", outcome=("response", "error", "denied")[i % 3]) for i in range(30)
     ]

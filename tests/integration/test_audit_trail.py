@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import random
 
 import pytest
 from botocore.exceptions import ClientError
 from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.models.audit import AuditRecord
+from gateway.observability import Metrics
 
 from gatewayctl import audit as trail
 from gatewayctl.local.access_log import write_access_log
@@ -177,7 +179,13 @@ def test_random_outcome_faults_dlq_redrive_loses_nothing(audit_resources):
             op == "put_record" and b'"event_type":"request"' not in kw["Data"] and rng.random() < 0.8
         ),
     )
-    sink = KinesisAuditSink(res.settings(), kinesis=kinesis, sqs=res.client("sqs"), sleep=no_sleep, emit=str)
+    sink = KinesisAuditSink(
+        res.settings(),
+        kinesis=kinesis,
+        sqs=res.client("sqs"),
+        sleep=no_sleep,
+        metrics=Metrics("test", stream=io.StringIO()),
+    )
     n = 40
     exchanges = [make_exchange(tenant=f"t{i % 4}", started_at=T0 + i) for i in range(n)]
     record_all(sink, exchanges)

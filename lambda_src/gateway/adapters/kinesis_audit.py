@@ -15,14 +15,12 @@ Each Kinesis record is one compact JSON object and a newline, so whatever concat
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from gateway import observability
 from gateway.adapters.aws import client
 from gateway.domain.errors import ServiceUnavailableError
 from gateway.domain.ports import Exchange
@@ -31,7 +29,6 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.audit")
 
-METRIC_NAMESPACE = "ClaudeGateway"
 # Delays between outcome attempts: 4 puts over about 1.4 s (plus jitter) before the DLQ takes it.
 OUTCOME_RETRY_DELAYS = (0.1, 0.3, 1.0)
 
@@ -53,7 +50,7 @@ class KinesisAuditSink:
         mirror: Any = None,
         retry_delays: Sequence[float] = OUTCOME_RETRY_DELAYS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        emit: Callable[[str], None] | None = None,
+        metrics: Any = None,
     ) -> None:
         self._settings = settings
         self._kinesis = kinesis
@@ -67,7 +64,8 @@ class KinesisAuditSink:
         self._mirror = mirror
         self._retry_delays = tuple(retry_delays)
         self._sleep = sleep
-        self._emit = emit or _print_line
+        # EMF counts with the Environment dimension, which the stack's alarms select on.
+        self._metrics = metrics or observability.Metrics(settings.env)
         self._mirror_tasks: set[asyncio.Task[Any]] = set()
 
     # Clients are built on first use (not at import or construction): the app starts before any call.
@@ -132,12 +130,11 @@ class KinesisAuditSink:
                 },
             )
         except Exception as exc:
-            # Last copy: the log group keeps it, and an alarm on the metric calls for a replay from it.
-            log.error("audit record lost to both stream and DLQ: %r", exc)
-            self._emit(json.dumps({"audit_record_unsent": json.loads(body)}, separators=(",", ":")))
-            self._emit(emf_metric("AuditUndeliverable", 1, event_type=record.event_type))
+            # Last copy: the function's log group keeps it, for an operator to replay.
+            log.error("audit record unsent to stream and DLQ (%r): %s", exc, body)
+            self._metrics.count("AuditUndeliverable")
             return
-        self._emit(emf_metric("AuditDeadLettered", 1, event_type=record.event_type))
+        self._metrics.count("AuditDeadLettered")
 
     def _mirror_in_background(self, record: AuditRecord) -> None:
         async def run() -> None:
@@ -157,29 +154,3 @@ class KinesisAuditSink:
         """Wait for background mirror writes (shutdown and tests)."""
         if self._mirror_tasks:
             await asyncio.wait(set(self._mirror_tasks), timeout=timeout)
-
-
-def emf_metric(name: str, value: float, *, unit: str = "Count", **dimensions: str) -> str:
-    """A CloudWatch Embedded Metric Format line: the metric costs a log line, not an API call."""
-    return json.dumps(
-        {
-            "_aws": {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": METRIC_NAMESPACE,
-                        "Dimensions": [sorted(dimensions)] if dimensions else [[]],
-                        "Metrics": [{"Name": name, "Unit": unit}],
-                    }
-                ],
-            },
-            name: value,
-            **dimensions,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _print_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
