@@ -254,3 +254,18 @@ def test_reset_breakers_lets_a_region_that_tripped_serve_again(
 
     assert tripped == threshold
     assert faults.request_counts()["us-east-1"]["total"] == threshold + 1
+
+
+def test_vertex_serves_when_every_bedrock_region_fails(local_stack, make_tenant, make_user, gateway_client, faults):
+    client = gateway_client(make_user(make_tenant("eu")).token)
+    for region in ("eu-west-1", "eu-central-1"):
+        faults.set_fault(region, "error", status=500, count=1)
+
+    with client.messages.stream(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "fall back"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+
+    assert text == "Emulated reply to: fall back"
+    assert faults.request_counts("vertex") == {"europe-west1": {"total": 1, "streamRawPredict": 1}}
+    assert local_stack.vertex.exchanges >= 1  # the app got its token from the emulated STS (WIF)
