@@ -185,3 +185,12 @@ def test_named_queries_use_no_engine_specific_functions():
     banned = r"\b(cardinality|len|list_\w+|array_length|strftime|date_trunc|from_iso8601_\w+|try_cast|::)"
     for name, (_, sql) in NAMED_QUERIES.items():
         assert not re.search(banned, sql, re.IGNORECASE), name
+
+
+def test_every_column_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    table = doc[doc.index("| column |") : doc.index("Partitions (columns in both engines)")]
+    undocumented = [name for name in audit.column_names() if f"`{name}`" not in table]
+    assert not undocumented, f"add these columns to docs/audit.md: {undocumented}"
