@@ -6,6 +6,7 @@ pass fakes or their own without paying for (or needing) boto at import time.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 from collections.abc import Mapping, Sequence
@@ -88,8 +89,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        # Build the botocore clients off the request path: readiness does not wait for them, and the
+        # first request rarely does (it waits on the same lock rather than building a second one).
+        loop = asyncio.get_running_loop()
+        for upstream in chain.all_upstreams():
+            warm = getattr(upstream, "warm", None)
+            if warm is not None:
+                loop.run_in_executor(None, warm)
         yield
         await background.drain()
+        for upstream in chain.all_upstreams():
+            close = getattr(upstream, "aclose", None)
+            if close is not None:
+                await close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

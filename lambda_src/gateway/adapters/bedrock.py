@@ -107,6 +107,10 @@ class BedrockUpstream:
                     )
         return self._client
 
+    def warm(self) -> None:
+        """Build the client now (at startup, in a thread) rather than on the first request."""
+        _ = self.client
+
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
         return entry.bedrock_profiles.get(residency)
 

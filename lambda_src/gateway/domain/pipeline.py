@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import observability
 from gateway.domain.background import Background
 from gateway.domain.catalog import Catalog, CatalogEntry
 from gateway.domain.errors import (
@@ -240,10 +241,31 @@ class MessagesPipeline:
         except Exception:
             log.exception("quota settlement failed")
         exchange.finished_at = time.time()
+        _log_exchange(exchange)
         try:
             await self.audit.record_outcome(exchange)
         except Exception:  # the port says it never raises; make sure of it
             log.exception("audit outcome record failed")
+
+
+def _log_exchange(exchange: Exchange) -> None:
+    served = exchange.served_by
+    observability.info(
+        "request finished",
+        outcome=exchange.outcome,
+        status=exchange.status,
+        error_type=exchange.error_type,
+        tenant_id=exchange.principal.tenant_id if exchange.principal else None,
+        model=exchange.request.model if exchange.request else None,
+        served_by=f"{served.provider}/{served.region}" if served else None,
+        attempts=len(exchange.attempts),
+        latency_ms=round(((exchange.finished_at or time.time()) - exchange.started_at) * 1000, 1),
+        first_byte_ms=round((exchange.first_byte_at - exchange.started_at) * 1000, 1)
+        if exchange.first_byte_at
+        else None,
+        input_tokens=exchange.usage.input_tokens if exchange.usage else None,
+        output_tokens=exchange.usage.output_tokens if exchange.usage else None,
+    )
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -1,0 +1,372 @@
+"""Shared parts of the runtime benchmarks: servers on loopback, no-op ports, timing helpers.
+
+The gateway runs with no-op tenancy, quota and audit ports (they answer at once), so the figures are
+what the gateway's own code adds on the request path (parse, pipeline, failover loop, botocore call,
+SSE relay); the DynamoDB and Kinesis round trips are measured by their adapters' own tests and are
+a deployment property (one transaction and one put, concurrently, per DESIGN.md section 1).
+Everything binds 127.0.0.1 on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REGIONS = ("us-east-1", "us-west-2")
+MODEL = "claude-haiku-4-5"
+PROFILE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+BODY = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello"}]}
+CONTEXT = json.dumps(
+    {
+        "requestId": "bench",
+        "authorizer": {"claims": {"sub": "bench-user", "client_id": "bench", "username": "bench"}},
+        "identity": {"sourceIp": "127.0.0.1"},
+    }
+)
+GATEWAY_HEADERS = {"x-amzn-request-context": CONTEXT, "content-type": "application/json"}
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(
+        json.dumps(
+            {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
+    print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 3),
+        "p99_ms": round(percentile(values, 99) * 1000, 3),
+        "mean_ms": round(statistics.fmean(values) * 1000, 3),
+        "n": len(values),
+    }
+
+
+# -- no-op ports ------------------------------------------------------------------------------------
+
+
+class NoopTenancy:
+    async def resolve(self, identity: Any) -> Any:
+        from gateway.domain.ports import Principal
+
+        return Principal(id=identity.principal_id, tenant_id="bench", roles=("admin",), pseudonym="0" * 64)
+
+    async def authorize(self, principal: Any, request: Any) -> Any:
+        from gateway.domain.catalog import load_catalog
+        from gateway.domain.ports import PolicyDecision
+
+        return PolicyDecision(entry=load_catalog().resolve(request.model), residency="us", body=request.body)
+
+    async def allowed_models(self, principal: Any) -> list[Any]:
+        from gateway.domain.catalog import load_catalog
+
+        return list(load_catalog().entries)
+
+
+class NoopQuota:
+    async def reserve(self, principal: Any, decision: Any, request: Any) -> Any:
+        return object()
+
+    async def settle(self, reservation: Any, usage: Any, cost_usd: float) -> None:
+        return None
+
+    async def release(self, reservation: Any) -> None:
+        return None
+
+    def headers(self, reservation: Any) -> dict[str, str]:
+        return {"anthropic-ratelimit-requests-remaining": "1000"}
+
+    async def usage_report(self, principal: Any) -> dict[str, Any]:
+        return {}
+
+
+class NoopAudit:
+    async def record_request(self, exchange: Any) -> None:
+        return None
+
+    async def record_outcome(self, exchange: Any) -> None:
+        return None
+
+
+class NullMetrics:
+    def count(self, name: str, value: float = 1, **dimensions: str) -> None:
+        return None
+
+
+# -- servers ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    gateway_url: str
+    bedrock_urls: dict[str, str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def fault(self, region: str, **spec: Any) -> None:
+        import httpx
+
+        httpx.post(f"{self.bedrock_urls[region]}/_emulator/faults/{region}", json=spec).raise_for_status()
+
+    def request_count(self, region: str) -> int:
+        import httpx
+
+        counts = httpx.get(f"{self.bedrock_urls[region]}/_emulator/requests").json()["counts"]
+        return counts.get(region, {}).get("total", 0)
+
+    def clear_faults(self) -> None:
+        import httpx
+
+        httpx.delete(f"{self.bedrock_urls[REGIONS[0]]}/_emulator/faults").raise_for_status()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def start(*, bedrock: str = "emulator", **settings_overrides: Any) -> Bench:
+    """The Bedrock upstream and the gateway, each a uvicorn server in its own process (own GIL), so the
+    client, the gateway and the upstream do not share an interpreter. `bedrock`: "emulator" (the local
+    stack's Bedrock emulator) or "slow" (a streaming upstream that paces its events, see slow_bedrock)."""
+    upstream = _spawn("upstream", bedrock)
+    urls = upstream[1]["regions"]
+    gateway = _spawn("gateway", json.dumps({"bedrock_endpoints": urls, **settings_overrides}))
+    return Bench(gateway[1]["url"], urls, [upstream[0], gateway[0]])
+
+
+def _spawn(*args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'lambda_src'}:{root}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench._common", *args], stdout=subprocess.PIPE, env=env, cwd=root, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(5)
+        raise RuntimeError(f"bench server {args[0]} failed to start (exit {process.returncode})")
+    return process, json.loads(line)
+
+
+def _serve(servers: list[Any], info: dict[str, Any]) -> None:
+    print(json.dumps(info), flush=True)
+    try:
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def serve_upstream(kind: str) -> None:
+    from gatewayctl.local.bedrock_emulator import BedrockEmulator
+    from gatewayctl.local.servers import ThreadedServer, bind, port_of
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    emulator = BedrockEmulator()
+    sockets = [bind(0, what=f"bedrock {r}") for r in REGIONS]
+    emulator.regions_by_port.update({port_of(s): r for s, r in zip(sockets, REGIONS, strict=True)})
+    app = emulator.app if kind == "emulator" else slow_bedrock()
+    server = ThreadedServer(app, sockets, name="bedrock").start()
+    _serve(
+        [server],
+        {"regions": {r: f"http://127.0.0.1:{port_of(s)}" for s, r in zip(sockets, REGIONS, strict=True)}},
+    )
+
+
+def serve_gateway(overrides_json: str) -> None:
+    from gateway.app import build_upstreams, create_app
+    from gateway.settings import Settings
+
+    from gatewayctl.local.servers import ThreadedServer, bind, port_of
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    overrides = json.loads(overrides_json)
+    settings = Settings(
+        env="bench",
+        region="us-east-1",
+        tenants_table="t",
+        usage_table="u",
+        audit_stream="a",
+        audit_dlq_url="http://dlq",
+        bedrock_regions={"us": REGIONS},
+        **overrides,
+    )
+    gateway = create_app(
+        settings,
+        tenancy=NoopTenancy(),
+        quota=NoopQuota(),
+        audit=NoopAudit(),
+        upstreams=build_upstreams(settings),
+        metrics=NullMetrics(),
+    )
+    logging.getLogger("gateway").setLevel(logging.WARNING)
+    sock = bind(0, what="gateway")
+    server = ThreadedServer(gateway, [sock], name="gateway").start()
+    _serve([server], {"url": f"http://127.0.0.1:{port_of(sock)}"})
+
+
+SLOW_EVENT_GAP_SECONDS = 0.05
+SLOW_EVENTS = 20
+
+
+def slow_bedrock() -> Any:
+    """A Bedrock InvokeModelWithResponseStream that paces its events SLOW_EVENT_GAP_SECONDS apart, to
+    show that the gateway relays each event as it comes (the first reaches the client long before the
+    upstream is done)."""
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from gatewayctl.local.eventstream import chunk_event
+
+    def events() -> list[dict[str, Any]]:
+        usage = {"input_tokens": 5, "output_tokens": 1}
+        message = {
+            "id": "msg_slow",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        out: list[dict[str, Any]] = [
+            {"type": "message_start", "message": message},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ]
+        out += [
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"w{i} "}}
+            for i in range(SLOW_EVENTS)
+        ]
+        out += [
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": SLOW_EVENTS},
+            },
+            {"type": "message_stop"},
+        ]
+        return out
+
+    async def stream(request: Any) -> StreamingResponse:
+        await request.body()
+
+        async def body() -> AsyncIterator[bytes]:
+            for i, event in enumerate(events()):
+                if i:
+                    await asyncio.sleep(SLOW_EVENT_GAP_SECONDS)
+                yield chunk_event(event)
+
+        return StreamingResponse(body(), media_type="application/vnd.amazon.eventstream")
+
+    return Starlette(
+        routes=[Route("/model/{model_id:path}/invoke-with-response-stream", stream, methods=["POST"])]
+    )
+
+
+def direct_headers(region: str) -> dict[str, str]:
+    """What botocore sends, in the shape the emulator checks (it verifies the SigV4 scope, not the key)."""
+    stamp = time.strftime("%Y%m%d", time.gmtime())
+    return {
+        "content-type": "application/json",
+        "authorization": f"AWS4-HMAC-SHA256 Credential=testing/{stamp}/{region}/bedrock/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=0",
+        "x-amz-date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+    }
+
+
+def bedrock_body() -> bytes:
+    body = {k: v for k, v in BODY.items() if k != "model"}
+    return json.dumps({**body, "anthropic_version": "bedrock-2023-05-31"}).encode()
+
+
+async def timed_requests(
+    url: str, body: bytes, headers: dict[str, str], *, total: int, concurrency: int, stream: bool = False
+) -> list[float]:
+    """Latency of `total` POSTs, `concurrency` at a time, each on a kept-alive connection."""
+    import httpx
+
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def first_byte(url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float]:
+    """(time to the first body byte, time to the end of the body) of one streamed response."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        started = time.perf_counter()
+        async with client.stream("POST", url, content=body, headers=headers) as response:
+            first = None
+            async for _ in response.aiter_raw():
+                if first is None:
+                    first = time.perf_counter() - started
+            return first or 0.0, time.perf_counter() - started
+
+
+async def drain(stream: AsyncIterator[Any]) -> None:
+    async for _ in stream:
+        pass
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "upstream":
+        serve_upstream(sys.argv[2])
+    elif sys.argv[1] == "gateway":
+        serve_gateway(sys.argv[2])
+    else:
+        raise SystemExit(f"unknown server {sys.argv[1]!r}")
