@@ -12,6 +12,8 @@ import pytest
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 
+from tests.integration.test_tenancy_support import serialize_moto_dynamodb
+
 pytestmark = pytest.mark.filterwarnings("ignore:The model:DeprecationWarning")
 HELLO = [{"role": "user", "content": "Hello"}]
 MODEL = "claude-haiku-4-5"
@@ -49,6 +51,7 @@ def away_from_minute_end(margin: float = 20.0) -> None:
 
 
 def test_200_concurrent_requests_against_a_budget_of_50(local_stack, target, make_tenant, make_user):
+    serialize_moto_dynamodb()  # the moto server runs in this process (see the function's docstring)
     tenant_id = make_tenant(limits={"requests_per_minute": 50}, prefix="conc")
     user = make_user(tenant_id, ["basic_user"])
     away_from_minute_end()

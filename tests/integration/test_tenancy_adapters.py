@@ -211,6 +211,7 @@ async def test_a_request_larger_than_the_limit_is_refused_without_a_write(moto_t
 
 
 async def test_200_concurrent_reservations_against_a_budget_of_50(moto_tables):
+    support.serialize_moto_dynamodb()
     admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 50})
     admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
     tenancy, quota_ = adapters(moto_tables)

@@ -118,3 +118,30 @@ def _botocore_client(url: str) -> Any:
         aws_secret_access_key="testing",
         config=Config(max_pool_connections=64, retries={"max_attempts": 2, "mode": "standard"}),
     )
+
+
+_dynamodb_lock = None
+
+
+def serialize_moto_dynamodb() -> None:
+    """Make the in-process moto server apply DynamoDB requests one at a time, as DynamoDB is atomic per item.
+
+    moto's DynamoDB backend takes no lock: under load, two concurrent `ADD`s (or a transaction and an
+    `ADD`) on one item can interleave their read-modify-write and lose an update, which real DynamoDB
+    never does. Concurrency tests would then measure moto, not the gateway. Idempotent; process-wide.
+    """
+    global _dynamodb_lock
+    if _dynamodb_lock is not None:
+        return
+    import threading
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    _dynamodb_lock = threading.RLock()
+    unlocked = DynamoHandler.call_action
+
+    def call_action(self):
+        with _dynamodb_lock:
+            return unlocked(self)
+
+    DynamoHandler.call_action = call_action
