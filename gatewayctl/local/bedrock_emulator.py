@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewayctl.local import eventstream
-from gatewayctl.local.faults import Decision, Fault, FaultBoard
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none
 from gatewayctl.local.replies import Reply, known_model, make_reply
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
@@ -149,13 +149,13 @@ class BedrockEmulator:
         raw = await request.body()
         model_id = request.path_params["model_id"]
         decision = self.board.record(
-            region, operation, {"model_id": model_id, "bytes": len(raw), "body": _safe_json(raw)}
+            region, operation, {"model_id": model_id, "bytes": len(raw), "body": json_or_none(raw)}
         )
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         fault = decision.fault
         if fault and fault.kind == "timeout":
-            await _hang(request, fault.hang_seconds)
+            await hang(request, fault.hang_seconds)
         if fault and (fault.kind == "error" or (fault.kind == "midstream" and operation == "invoke")):
             raise fault_error(fault if fault.kind == "error" else Fault(kind="error", status=500))
         body = validate_body(raw, model_id)
@@ -219,24 +219,3 @@ async def _stream(reply: Reply, fault: Fault | None, started: float) -> AsyncIte
             }
         yield eventstream.chunk_event(event)
         await asyncio.sleep(0)
-
-
-async def _hang(request: Request, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(0.05)
-
-
-def _safe_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-def make_app(regions_by_port: dict[int, str]) -> Callable:
-    emulator = BedrockEmulator()
-    emulator.regions_by_port.update(regions_by_port)
-    return emulator.app

@@ -22,8 +22,11 @@ count of zero.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -165,3 +168,20 @@ class FaultBoard:
             Route("/_emulator/faults/{target}", clear_faults, methods=["DELETE"]),
             Route("/_emulator/requests", requests, methods=["GET", "DELETE"]),
         ]
+
+
+async def hang(request: Request, seconds: float) -> None:
+    """A `timeout` fault: answer nothing until the client gives up (or `seconds` pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.05)
+
+
+def json_or_none(raw: bytes) -> Any:
+    """The body as JSON for the recent-requests log; None when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

@@ -76,7 +76,9 @@ def wait_http(url: str, child: Child, *, timeout: float = 30.0, expect_any_statu
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         time.sleep(0.1)
-    raise CommandError(f"{child.name} did not answer at {url} within {timeout:.0f}s; its log:\n{tail(child.log)}")
+    raise CommandError(
+        f"{child.name} did not answer at {url} within {timeout:.0f}s; its log:\n{tail(child.log)}"
+    )
 
 
 def alive(pid: int) -> bool:

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gatewayctl.local.faults import Decision, Fault, FaultBoard
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none
 from gatewayctl.local.replies import Reply, known_model, make_reply
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -198,7 +198,7 @@ class VertexEmulator:
                 "model_id": model,
                 "project": request.path_params["project"],
                 "bytes": len(raw),
-                "body": _safe_json(raw),
+                "body": json_or_none(raw),
             },
         )
         failure = await _apply(request, decision, streaming=operation == "streamRawPredict")
@@ -225,9 +225,7 @@ async def _apply(request: Request, decision: Decision, *, streaming: bool) -> Re
     if fault is None:
         return None
     if fault.kind == "timeout":
-        deadline = time.monotonic() + fault.hang_seconds
-        while time.monotonic() < deadline and not await request.is_disconnected():
-            await asyncio.sleep(0.05)
+        await hang(request, fault.hang_seconds)
         return google_error(504, "Deadline exceeded")
     if fault.kind == "error":
         return fault_response(fault)
@@ -270,10 +268,3 @@ async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
             return
         yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
         await asyncio.sleep(0)
-
-
-def _safe_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None

@@ -23,13 +23,18 @@ Fixtures:
 - `faults`: the stack, with every fault cleared, counts reset and circuit breakers closed (in the
   app and in the shared store) before and after the test:
   faults.set_fault("us-east-1", "throttle", count=1), faults.request_counts()["us-east-1"]["total"].
+- `run_gatewayctl(local_dir, *args)`: the CLI in a subprocess, with GATEWAY_LOCAL_DIR=local_dir.
 Tests that read counts should use `faults` (it resets them) since tests share the worker's stack.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +115,29 @@ def faults(backing_stack: LocalStack) -> Iterator[LocalStack]:
     yield backing_stack
     backing_stack.clear_faults()
     backing_stack.reset_breakers()
+
+
+@pytest.fixture
+def run_gatewayctl() -> Callable[..., subprocess.CompletedProcess]:
+    """Run the CLI as a user does: `python -m gatewayctl.cli ARGS` with .local/ under `local_dir`.
+
+    own_aws_env=True drops the harness's AWS_ENDPOINT_URL/AWS_REGION (for `local up`, which starts its
+    own moto); otherwise the CLI talks to this worker's stack."""
+
+    def run(
+        local_dir: Path, *args: str, own_aws_env: bool = False, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GATEWAY_LOCAL_DIR": str(local_dir)}
+        if own_aws_env:
+            for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+                env.pop(key, None)
+        return subprocess.run(
+            [sys.executable, "-m", "gatewayctl.cli", *args],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -7,10 +7,7 @@ import json
 import os
 import random
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import anthropic
 import boto3
@@ -19,8 +16,6 @@ import pytest
 from gatewayctl.local.processes import alive
 from gatewayctl.target import OUTPUT_KEYS, load_local
 from stacks import definitions
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_outputs_carry_every_output_key_and_load_as_a_target(backing_stack, tmp_path):
@@ -141,20 +136,6 @@ def free_run(n: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def gatewayctl(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GATEWAY_LOCAL_DIR": str(tmp_path / ".local")}
-    for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):  # the stack sets its own
-        env.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "-m", "gatewayctl.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture
 def ports():
     base = free_run(10)
@@ -167,13 +148,21 @@ def ports():
     }
 
 
-def test_local_up_status_call_and_down_leave_nothing_behind(tmp_path, ports):
+@pytest.fixture
+def gatewayctl(tmp_path, run_gatewayctl):
+    def run(*args: str):
+        return run_gatewayctl(tmp_path / ".local", *args, own_aws_env=True)
+
+    return run
+
+
+def test_local_up_status_call_and_down_leave_nothing_behind(tmp_path, ports, gatewayctl):
     flags = [str(x) for pair in ports.items() for x in pair]
-    up = gatewayctl(tmp_path, "local", "up", "--detach", *flags)
+    up = gatewayctl("local", "up", "--detach", *flags)
     try:
         assert up.returncode == 0, up.stderr
         state = json.loads((tmp_path / ".local" / "stack.json").read_text())
-        status = gatewayctl(tmp_path, "--json", "local", "status")
+        status = gatewayctl("--json", "local", "status")
         # a demo person calls the stack with a real token
         person = state["demo"]["users"][0]
         idp = boto3.client(
@@ -193,9 +182,9 @@ def test_local_up_status_call_and_down_leave_nothing_behind(tmp_path, ports):
         ).messages.create(
             model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hello local"}]
         )
-        again = gatewayctl(tmp_path, "local", "up", "--detach", *flags)
+        again = gatewayctl("local", "up", "--detach", *flags)
     finally:
-        down = gatewayctl(tmp_path, "local", "down")
+        down = gatewayctl("local", "down")
 
     assert f"local stack up: http://127.0.0.1:{ports['--gateway-port']}" in up.stdout
     assert person["password"] in up.stdout
@@ -220,16 +209,14 @@ def test_local_up_status_call_and_down_leave_nothing_behind(tmp_path, ports):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
             sock.listen()
-    assert gatewayctl(tmp_path, "local", "status").returncode == 1
+    assert gatewayctl("local", "status").returncode == 1
 
 
-def test_a_taken_port_is_a_clear_error(tmp_path, ports):
+def test_a_taken_port_is_a_clear_error(tmp_path, ports, gatewayctl):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports["--moto-port"]))
         taken.listen()
-        result = gatewayctl(
-            tmp_path, "local", "up", "--detach", *[str(x) for pair in ports.items() for x in pair]
-        )
+        result = gatewayctl("local", "up", "--detach", *[str(x) for pair in ports.items() for x in pair])
 
     assert result.returncode == 1
     assert f"port {ports['--moto-port']} (moto server) is already in use" in result.stderr
@@ -256,7 +243,9 @@ def test_reset_breakers_lets_a_region_that_tripped_serve_again(
     assert faults.request_counts()["us-east-1"]["total"] == threshold + 1
 
 
-def test_vertex_serves_when_every_bedrock_region_fails(local_stack, make_tenant, make_user, gateway_client, faults):
+def test_vertex_serves_when_every_bedrock_region_fails(
+    local_stack, make_tenant, make_user, gateway_client, faults
+):
     client = gateway_client(make_user(make_tenant("eu")).token)
     for region in ("eu-west-1", "eu-central-1"):
         faults.set_fault(region, "error", status=500, count=1)

@@ -7,14 +7,10 @@ import base64
 import hashlib
 import http.server
 import json
-import os
 import stat
-import subprocess
-import sys
 import threading
 import urllib.parse
 import uuid
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -23,8 +19,6 @@ import pytest
 from gatewayctl.commands import login
 from gatewayctl.local.processes import free_port
 from gatewayctl.output import CommandError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -186,26 +180,22 @@ def test_pkce_login_refuses_an_answer_with_another_state(backing_stack, cognito_
     assert cognito_domain.exchanges == []
 
 
-def gatewayctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GATEWAY_LOCAL_DIR": str(tmp_path / ".local")}
-    return subprocess.run(
-        [sys.executable, "-m", "gatewayctl.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.fixture
+def gatewayctl(tmp_path, run_gatewayctl):
+    def run(*args: str):
+        return run_gatewayctl(tmp_path / ".local", *args)
+
+    return run
 
 
-def test_login_token_and_chat_commands(local_stack, person, tmp_path):
+def test_login_token_and_chat_commands(local_stack, person, tmp_path, gatewayctl):
     (tmp_path / ".local").mkdir()
     (tmp_path / ".local" / "stack.json").write_text(json.dumps(local_stack.state()))
 
-    logged_in = gatewayctl(tmp_path, "login", "--username", person.username, "--password", person.password)
-    token = gatewayctl(tmp_path, "token")
-    chat = gatewayctl(tmp_path, "chat", "hello", "from", "the", "cli")
-    plain = gatewayctl(tmp_path, "chat", "--no-stream", "again")
+    logged_in = gatewayctl("login", "--username", person.username, "--password", person.password)
+    token = gatewayctl("token")
+    chat = gatewayctl("chat", "hello", "from", "the", "cli")
+    plain = gatewayctl("chat", "--no-stream", "again")
 
     assert logged_in.returncode == 0, logged_in.stderr
     assert person.username in logged_in.stdout
@@ -217,8 +207,8 @@ def test_login_token_and_chat_commands(local_stack, person, tmp_path):
     assert plain.stdout.strip() == "Emulated reply to: again"
 
 
-def test_chat_without_login_says_what_to_do(local_stack, tmp_path):
+def test_chat_without_login_says_what_to_do(local_stack, tmp_path, gatewayctl):
     (tmp_path / ".local").mkdir()
     (tmp_path / ".local" / "stack.json").write_text(json.dumps(local_stack.state()))
-    result = gatewayctl(tmp_path, "chat", "hi")
+    result = gatewayctl("chat", "hi")
     assert result.returncode == 1 and "gatewayctl login" in result.stderr
