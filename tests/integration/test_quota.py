@@ -176,3 +176,18 @@ def test_usage_endpoint_reports_used_and_remaining(local_stack, make_tenant, mak
     assert minute["requests"]["remaining"] == 9
     assert day["tokens"]["limit"] == 50_000 and day["tokens"]["remaining"] == 50_000 - day["tokens"]["used"]
     assert month["usd"]["limit"] is None
+
+
+def test_principal_limits_apply_to_each_principal_separately(
+    local_stack, make_tenant, make_user, gateway_client
+):
+    tenant_id = make_tenant(
+        limits={"requests_per_minute": 100}, principal_limits={"requests_per_minute": 1}, prefix="per"
+    )
+    first, second = make_user(tenant_id, ["basic_user"]), make_user(tenant_id, ["basic_user"])
+    away_from_minute_end(5)
+    gateway_client(first.token).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        gateway_client(first.token).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+    assert "for you" in refused.value.body["error"]["message"]
+    assert gateway_client(second.token).messages.create(model=MODEL, max_tokens=16, messages=HELLO)

@@ -137,3 +137,25 @@ def test_refusal_message_names_window_and_scope():
     plan = quota.plan("a", "p", Limits(), Limits(requests_per_minute=1), quota.Amount(1, 1, 1), 0.0)
     message = quota.refusal_message(plan.charges[3])
     assert "minute" in message and "requests" in message and "you" in message
+
+
+def test_report_headers_pick_the_tightest_window():
+    now = ts("2026-11-23T03:40:10")
+    report = {
+        "windows": quota.usage_windows(
+            Limits(requests_per_minute=10, tokens_per_day=1000),
+            now,
+            {"minute#2026-11-23T03:40": {"requests": 4, "tokens": 100}, "day#2026-11-23": {"tokens": 900}},
+        ),
+        "principal": {
+            "windows": quota.usage_windows(
+                Limits(requests_per_minute=5), now, {"minute#2026-11-23T03:40": {"requests": 2}}
+            )
+        },
+    }
+    headers = quota.report_headers(report)
+    assert headers["anthropic-ratelimit-requests-remaining"] == "3"  # the principal's 5 - 2
+    assert headers["anthropic-ratelimit-requests-limit"] == "5"
+    assert headers["anthropic-ratelimit-tokens-remaining"] == "100"
+    assert headers["anthropic-ratelimit-tokens-reset"] == "2026-11-24T00:00:00Z"
+    assert quota.report_headers({"windows": quota.usage_windows(Limits(), now, {})}) == {}

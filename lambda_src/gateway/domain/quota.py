@@ -233,3 +233,18 @@ def usage_windows(limits: Limits, now: float, items: Mapping[str, Mapping[str, A
 
 def _shown(value: int, counter: str) -> int | float:
     return value / MICROS if counter == "usd_micros" else value
+
+
+def report_headers(report: Mapping[str, Any]) -> dict[str, str]:
+    """The anthropic-ratelimit-* headers for a usage report (GET /v1/usage): the most constraining
+    request and token limits across the tenant's and the principal's windows."""
+    windows = list(report.get("windows", [])) + list(report.get("principal", {}).get("windows", []))
+    headers: dict[str, str] = {}
+    for counter in ("requests", "tokens"):
+        bounded = [w for w in windows if w[counter]["limit"] is not None]
+        if bounded:
+            tightest = min(bounded, key=lambda w: w[counter]["remaining"])
+            headers[f"anthropic-ratelimit-{counter}-limit"] = str(tightest[counter]["limit"])
+            headers[f"anthropic-ratelimit-{counter}-remaining"] = str(tightest[counter]["remaining"])
+            headers[f"anthropic-ratelimit-{counter}-reset"] = tightest["resets_at"]
+    return headers

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.domain.policy import require
+from gateway.domain.quota import report_headers
 from gateway.routes import caller_identity
 
 
@@ -17,4 +18,5 @@ async def usage(request: Request) -> JSONResponse:
     permissions = getattr(tenancy, "permissions", None)
     if permissions is not None:
         require(await permissions(principal), "read", "reading usage")
-    return JSONResponse(await request.app.state.quota.usage_report(principal))
+    report = await request.app.state.quota.usage_report(principal)
+    return JSONResponse(report, headers=report_headers(report))
