@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REGIONS = ("us-east-1", "us-west-2")
+# us-east-2 is for benchmarks that need a region that always fails next to healthy ones.
+REGIONS = ("us-east-1", "us-west-2", "us-east-2")
 MODEL = "claude-haiku-4-5"
 PROFILE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 BODY = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello"}]}
@@ -135,6 +136,14 @@ class Bench:
 
         httpx.post(f"{self.bedrock_urls[region]}/_emulator/faults/{region}", json=spec).raise_for_status()
 
+    def add_gateway(self, **settings_overrides: Any) -> str:
+        """One more gateway process on the same upstream; returns its URL."""
+        process, info = _spawn(
+            "gateway", json.dumps({"bedrock_endpoints": self.bedrock_urls, **settings_overrides})
+        )
+        self.processes.append(process)
+        return info["url"]
+
     def request_count(self, region: str) -> int:
         import httpx
 
@@ -161,8 +170,9 @@ def start(*, bedrock: str = "emulator", **settings_overrides: Any) -> Bench:
     stack's Bedrock emulator) or "slow" (a streaming upstream that paces its events, see slow_bedrock)."""
     upstream = _spawn("upstream", bedrock)
     urls = upstream[1]["regions"]
-    gateway = _spawn("gateway", json.dumps({"bedrock_endpoints": urls, **settings_overrides}))
-    return Bench(gateway[1]["url"], urls, [upstream[0], gateway[0]])
+    bench = Bench("", urls, [upstream[0]])
+    bench.gateway_url = bench.add_gateway(**settings_overrides)
+    return bench
 
 
 def _spawn(*args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
@@ -224,8 +234,7 @@ def serve_gateway(overrides_json: str) -> None:
         usage_table="u",
         audit_stream="a",
         audit_dlq_url="http://dlq",
-        bedrock_regions={"us": REGIONS},
-        **overrides,
+        **{"bedrock_regions": {"us": REGIONS[:2]}, **overrides},
     )
     gateway = create_app(
         settings,
@@ -342,6 +351,27 @@ async def timed_requests(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+async def alternating(
+    a: tuple[str, bytes, dict[str, str]], b: tuple[str, bytes, dict[str, str]], *, total: int
+) -> tuple[list[float], list[float]]:
+    """Latencies of `total` requests to each of two targets, one after the other, alternating, so that
+    both see the same machine (load on a shared machine drifts; blocks of one then the other would not)."""
+    import httpx
+
+    out: tuple[list[float], list[float]] = ([], [])
+    async with httpx.AsyncClient(timeout=30) as client_a, httpx.AsyncClient(timeout=30) as client_b:
+        for i in range(total * 2):
+            which = i % 2 if (i // 2) % 2 == 0 else 1 - i % 2  # ABBA: neither always goes first
+            client, (url, body, headers) = ((client_a, a), (client_b, b))[which]
+            started = time.perf_counter()
+            response = await client.post(url, content=body, headers=headers)
+            elapsed = time.perf_counter() - started
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            out[which].append(elapsed)
+    return out
 
 
 async def first_byte(url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float]:

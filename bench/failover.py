@@ -21,8 +21,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench failover")
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args(argv)
-    # A long cool-down: the breaker must stay open for the whole measurement.
-    bench = c.start(breaker_open_seconds=600.0)
+    bench = c.start()
     try:
         result = asyncio.run(measure(bench, args.requests))
     finally:
@@ -39,19 +38,23 @@ def main(argv: list[str]) -> int:
 
 
 async def measure(bench: c.Bench, total: int) -> dict:
-    url = f"{bench.gateway_url}/v1/messages"
+    """Two gateways on one emulator, measured alternately: A's regions are healthy; B's region 1
+    (us-east-2) always throttles, so B fails over to us-west-2 until its breaker opens, then skips it."""
+    throttling_gateway = bench.add_gateway(
+        bedrock_regions={"us": ["us-east-2", "us-west-2"]}, breaker_open_seconds=600.0
+    )
+    bench.fault("us-east-2", kind="throttle")
     body = json.dumps(c.BODY).encode()
-    await c.timed_requests(url, body, c.GATEWAY_HEADERS, total=50, concurrency=1)
-    # Healthy first: once region 1's breaker is open it stays open (cool-down 600 s) for this gateway.
-    healthy = await c.timed_requests(url, body, c.GATEWAY_HEADERS, total=total, concurrency=1)
-    bench.fault("us-east-1", kind="throttle")
-    before = bench.request_count("us-east-1")
-    await c.timed_requests(url, body, c.GATEWAY_HEADERS, total=10, concurrency=1)
-    tries_before_open = bench.request_count("us-east-1") - before
-    throttled = await c.timed_requests(url, body, c.GATEWAY_HEADERS, total=total, concurrency=1)
-    skipped = bench.request_count("us-east-1") - before - tries_before_open
-    if skipped:
-        raise RuntimeError(f"region 1 was still tried {skipped} times with its breaker open")
+    healthy_url = f"{bench.gateway_url}/v1/messages"
+    throttled_url = f"{throttling_gateway}/v1/messages"
+    await c.timed_requests(healthy_url, body, c.GATEWAY_HEADERS, total=30, concurrency=1)
+    await c.timed_requests(throttled_url, body, c.GATEWAY_HEADERS, total=30, concurrency=1)
+    tries_before_open = bench.request_count("us-east-2")
+    healthy, throttled = await c.alternating(
+        (healthy_url, body, c.GATEWAY_HEADERS), (throttled_url, body, c.GATEWAY_HEADERS), total=total
+    )
+    if bench.request_count("us-east-2") != tries_before_open:
+        raise RuntimeError("region 1 was tried again with its breaker open")
     h, t = c.summary_ms(healthy), c.summary_ms(throttled)
     return {
         "healthy": h,

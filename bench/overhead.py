@@ -20,7 +20,7 @@ TARGET_P50_MS = 2.0
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench overhead")
     parser.add_argument("--requests", type=int, default=400, help="requests per path per concurrency level")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds at concurrency 16")
     args = parser.parse_args(argv)
     bench = c.start()
     try:
@@ -52,7 +52,13 @@ async def measure(bench: c.Bench, total: int, rounds: int) -> dict:
         direct: list[float] = []
         gateway: list[float] = []
         per_round = max(1, total // rounds)
-        for _ in range(rounds):
+        if concurrency == 1:  # request by request, alternating
+            direct, gateway = await c.alternating(
+                (direct_url, direct_body, c.direct_headers("us-east-1")),
+                (gateway_url, gateway_body, c.GATEWAY_HEADERS),
+                total=total,
+            )
+        for _ in range(rounds if concurrency > 1 else 0):  # alternating rounds of `concurrency` in flight
             direct += await c.timed_requests(
                 direct_url,
                 direct_body,
