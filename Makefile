@@ -36,9 +36,10 @@ test-integration: install
 test-infra: install
 	$(BIN)/python -m pytest tests/infrastructure $(PYTEST_ARGS)
 
-# Real CDK CLI, offline: no lookups, no version check, no notices.
+# Real CDK CLI, offline: no lookups, no version check, no notices. NAG=all adds the HIPAA and NIST packs.
+NAG ?= aws-solutions
 synth: install
-	$(CDK) synth --app "$(BIN)/python app.py" -c env=$(ENV) --output cdk.out/$(ENV) --quiet --no-notices --no-version-reporting
+	$(CDK) synth --app "$(BIN)/python app.py" -c env=$(ENV) -c nag=$(NAG) --output cdk.out/$(ENV) --quiet --no-notices --no-version-reporting
 	@echo "templates in cdk.out/$(ENV)"
 
 lint-templates: synth

@@ -32,13 +32,27 @@ class Gateway:
 
 
 def build(app: cdk.App, config: EnvironmentConfig) -> Gateway:
-    env = cdk.Environment(account=config.account, region=config.region) if (config.account or config.region) \
+    env = (
+        cdk.Environment(account=config.account, region=config.region)
+        if (config.account or config.region)
         else None
+    )
     stateful_name, stateless_name = stack_names(config.name)
-    stateful = StatefulStack(app, stateful_name, config=config, env=env,
-                             description=f"claude-gateway {config.name}: keys, tables, audit trail")
-    stateless = StatelessStack(app, stateless_name, config=config, stateful=stateful, env=env,
-                               description=f"claude-gateway {config.name}: Cognito, API, gateway function")
+    stateful = StatefulStack(
+        app,
+        stateful_name,
+        config=config,
+        env=env,
+        description=f"claude-gateway {config.name}: keys, tables, audit trail",
+    )
+    stateless = StatelessStack(
+        app,
+        stateless_name,
+        config=config,
+        stateful=stateful,
+        env=env,
+        description=f"claude-gateway {config.name}: Cognito, API, gateway function",
+    )
     for stack in (stateful, stateless):
         cdk.Tags.of(stack).add("application", "claude-gateway")
         cdk.Tags.of(stack).add("environment", config.name)

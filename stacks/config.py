@@ -13,13 +13,40 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-RESIDENCIES = ("us", "eu", "apac", "global")  # gateway.domain.catalog.RESIDENCIES, without importing the runtime
+RESIDENCIES = (
+    "us",
+    "eu",
+    "apac",
+    "global",
+)  # gateway.domain.catalog.RESIDENCIES, without importing the runtime
 OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
 MFA_MODES = ("OFF", "OPTIONAL", "REQUIRED")
 FEATURE_PLANS = ("LITE", "ESSENTIALS", "PLUS")
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 # Lambda Web Adapter layer (AWS-maintained, public): arm64 build, pinned version.
 LWA_LAYER_ACCOUNT = "753240598075"
 LWA_LAYER_VERSION = 24
@@ -66,7 +93,9 @@ class EnvironmentConfig:
     vertex_project: str | None = None
     audit_retention_days: int = 30
     object_lock_mode: str = "GOVERNANCE"
-    audit_stream_retention_hours: int = 168  # replay window if delivery fails (docs/decisions/audit-delivery.md)
+    audit_stream_retention_hours: int = (
+        168  # replay window if delivery fails (docs/decisions/audit-delivery.md)
+    )
     cognito_domain_prefix: str = ""
     callback_urls: tuple[str, ...] = ("http://localhost:8765/callback",)
     logout_urls: tuple[str, ...] = ("http://localhost:8765/",)
@@ -88,7 +117,7 @@ class EnvironmentConfig:
     def __post_init__(self) -> None:
         self._validate()
 
-    # -- derived -----------------------------------------------------------------------------------------------
+    # -- derived ---
 
     @property
     def threat_protection(self) -> bool:
@@ -100,7 +129,7 @@ class EnvironmentConfig:
     def vertex_regions(self) -> dict[str, str]:
         return {r: u.vertex_region for r, u in self.upstreams.items() if u.vertex_region}
 
-    # -- validation ----------------------------------------------------------------------------------------------
+    # -- validation ---
 
     def _fail(self, name: str, message: str) -> None:
         raise ConfigError(f"environment {self.name!r}: {name}: {message}")
@@ -133,13 +162,17 @@ class EnvironmentConfig:
         if self.vertex_project is not None and not _GCP_PROJECT.match(self.vertex_project):
             self._fail("vertex_project", f"{self.vertex_project!r} is not a Google Cloud project id")
         if self.object_lock_mode not in OBJECT_LOCK_MODES:
-            self._fail("object_lock_mode", f"one of {', '.join(OBJECT_LOCK_MODES)}, not {self.object_lock_mode!r}")
+            self._fail(
+                "object_lock_mode", f"one of {', '.join(OBJECT_LOCK_MODES)}, not {self.object_lock_mode!r}"
+            )
         if not 1 <= self.audit_retention_days <= 36500:
             self._fail("audit_retention_days", f"between 1 and 36500, not {self.audit_retention_days}")
         if not 24 <= self.audit_stream_retention_hours <= 8760:
             self._fail("audit_stream_retention_hours", "between 24 and 8760")
         if not _DOMAIN_PREFIX.match(self.cognito_domain_prefix) or "cognito" in self.cognito_domain_prefix:
-            self._fail("cognito_domain_prefix", "lower-case letters, digits and '-', without the word 'cognito'")
+            self._fail(
+                "cognito_domain_prefix", "lower-case letters, digits and '-', without the word 'cognito'"
+            )
         for name in ("callback_urls", "logout_urls"):
             urls = getattr(self, name)
             if not urls:
@@ -184,7 +217,10 @@ class EnvironmentConfig:
             if not idp.client_id:
                 self._fail("identity_provider.client_id", "required for OIDC")
             if not idp.client_secret_name:
-                self._fail("identity_provider.client_secret_name", "a Secrets Manager secret name is required for OIDC")
+                self._fail(
+                    "identity_provider.client_secret_name",
+                    "a Secrets Manager secret name is required for OIDC",
+                )
 
 
 def _frozen(mapping: dict[str, Upstreams]) -> Mapping[str, Upstreams]:
@@ -201,7 +237,9 @@ ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
     {
         "dev": EnvironmentConfig(
             name="dev",
-            upstreams=_frozen({"us": Upstreams(("us-east-1", "us-west-2")), "global": Upstreams(("us-east-1",))}),
+            upstreams=_frozen(
+                {"us": Upstreams(("us-east-1", "us-west-2")), "global": Upstreams(("us-east-1",))}
+            ),
             audit_retention_days=1,
             object_lock_mode="GOVERNANCE",
             cognito_domain_prefix="claude-gateway-dev",

@@ -25,13 +25,24 @@ class StatefulStack(Stack):
         self.data_key = _key(self, DATA_KEY_ID, "claude-gateway tenant and usage tables")
         self.audit_key = _key(self, AUDIT_KEY_ID, "claude-gateway audit trail")
         # CloudWatch Logs encrypts the delivery log groups with the audit key.
-        self.audit_key.add_to_resource_policy(iam.PolicyStatement(
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-            resources=["*"],  # a key policy's resource is always the key itself
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}},
-        ))
+        self.audit_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                resources=["*"],  # a key policy's resource is always the key itself
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                    }
+                },
+            )
+        )
 
         self.tenant_store = TenantStore(self, "TenantStore", key=self.data_key)
         self.audit = AuditTrail(self, "Audit", config=config, key=self.audit_key)

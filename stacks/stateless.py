@@ -14,23 +14,45 @@ from stacks.stateful import StatefulStack
 
 
 class StatelessStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, stateful: StatefulStack,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        stateful: StatefulStack,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         audit = stateful.audit
 
         self.identity = Identity(self, "Identity", config=config)
         self.gateway = GatewayFunction(
-            self, "Gateway", config=config,
-            tenants=stateful.tenant_store.tenants, usage=stateful.tenant_store.usage,
-            audit_stream=audit.stream, audit_dlq=audit.dlq, data_key=stateful.data_key, audit_key=stateful.audit_key,
+            self,
+            "Gateway",
+            config=config,
+            tenants=stateful.tenant_store.tenants,
+            usage=stateful.tenant_store.usage,
+            audit_stream=audit.stream,
+            audit_dlq=audit.dlq,
+            data_key=stateful.data_key,
+            audit_key=stateful.audit_key,
         )
         self.api = GatewayApi(
-            self, "Api", config=config, function=self.gateway.function, user_pool=self.identity.user_pool,
-            invoke_scope=INVOKE_SCOPE, access_log_stream=audit.access_log_delivery,
+            self,
+            "Api",
+            config=config,
+            function=self.gateway.function,
+            user_pool=self.identity.user_pool,
+            invoke_scope=INVOKE_SCOPE,
+            access_log_stream=audit.access_log_delivery,
         )
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, api=self.api.api, function=self.gateway.function,
+            self,
+            "Monitoring",
+            config=config,
+            api=self.api.api,
+            function=self.gateway.function,
             audit_dlq=audit.dlq,
             delivery_stream_names=[audit.audit_delivery.ref, audit.access_log_delivery.ref],
         )

@@ -35,8 +35,11 @@ _MESSAGE_FIELDS = {
 _SCHEMAS = {
     "MessagesRequest": {
         "required": ["model", "max_tokens", "messages"],
-        "properties": {**_MESSAGE_FIELDS, "max_tokens": {"type": "integer", "minimum": 1},
-                       "stream": {"type": "boolean"}},
+        "properties": {
+            **_MESSAGE_FIELDS,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean"},
+        },
     },
     "CountTokensRequest": {"required": ["model", "messages"], "properties": dict(_MESSAGE_FIELDS)},
 }
@@ -75,9 +78,15 @@ class GatewayApi(Construct):
         )
         # The stack exports the URL once, as ApiEndpoint (gatewayctl's output key); drop the automatic one.
         self.api.node.try_remove_child("Endpoint")
-        self.authorizer = apigateway.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[user_pool])
+        self.authorizer = apigateway.CognitoUserPoolsAuthorizer(
+            self, "Authorizer", cognito_user_pools=[user_pool]
+        )
         self.validator = apigateway.RequestValidator(
-            self, "BodyValidator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True
+            self,
+            "BodyValidator",
+            rest_api=self.api,
+            validate_request_body=True,
+            validate_request_parameters=True,
         )
         integration = apigateway.LambdaIntegration(
             function,
@@ -113,31 +122,58 @@ class GatewayApi(Construct):
             self.api.add_gateway_response(
                 f"{error_type}-{response_type.response_type}",
                 type=response_type,
-                templates={"application/json": json.dumps({
-                    "type": "error",
-                    "error": {"type": error_type, "message": "$context.error.message"},
-                    "request_id": "$context.requestId",
-                })},
+                templates={
+                    "application/json": json.dumps(
+                        {
+                            "type": "error",
+                            "error": {"type": error_type, "message": "$context.error.message"},
+                            "request_id": "$context.requestId",
+                        }
+                    )
+                },
                 response_headers={"request-id": "context.requestId"},
             )
         self.web_acl = self._waf(config) if config.waf_enabled else None
         stage = self.api.deployment_stage
-        suppress(stage, {"AwsSolutions-APIG6": (
-            "Execution logging needs the account-wide API Gateway CloudWatch role, which this app does not own "
-            "(it would be shared by every API in the account); access logs of every request go to the audit "
-            "bucket through Firehose instead.")})
-        acknowledge_compliance(stage, "APIGWExecutionLoggingEnabled", (
-            "Same reason as AwsSolutions-APIG6: execution logging needs the account-wide CloudWatch role; "
-            "every request is access-logged to the audit bucket."))
-        acknowledge_compliance(stage, "APIGWCacheEnabledAndEncrypted", (
-            "Model answers are per caller and streamed; caching them would serve one caller's answer to another. "
-            "No cache, so nothing to encrypt."))
-        acknowledge_compliance(stage, "APIGWSSLEnabled", (
-            "Backend client certificates authenticate API Gateway to HTTP backends; this backend is a Lambda "
-            "invoked through IAM, which has no TLS endpoint to present a certificate to."))
+        suppress(
+            stage,
+            {
+                "AwsSolutions-APIG6": (
+                    "Execution logging needs the account-wide API Gateway CloudWatch role, which this app does not own "
+                    "(it would be shared by every API in the account); access logs of every request go to the audit "
+                    "bucket through Firehose instead."
+                )
+            },
+        )
+        acknowledge_compliance(
+            stage,
+            "APIGWExecutionLoggingEnabled",
+            (
+                "Same reason as AwsSolutions-APIG6: execution logging needs the account-wide CloudWatch role; "
+                "every request is access-logged to the audit bucket."
+            ),
+        )
+        acknowledge_compliance(
+            stage,
+            "APIGWCacheEnabledAndEncrypted",
+            (
+                "Model answers are per caller and streamed; caching them would serve one caller's answer to another. "
+                "No cache, so nothing to encrypt."
+            ),
+        )
+        acknowledge_compliance(
+            stage,
+            "APIGWSSLEnabled",
+            (
+                "Backend client certificates authenticate API Gateway to HTTP backends; this backend is a Lambda "
+                "invoked through IAM, which has no TLS endpoint to present a certificate to."
+            ),
+        )
         if not config.waf_enabled:
-            no_waf = (f"WAF is off in {config.name} (no public traffic; saves the web ACL cost); staging and prod "
-                      "associate one (stacks/config.py waf_enabled).")
+            no_waf = (
+                f"WAF is off in {config.name} (no public traffic; saves the web ACL cost); staging and prod "
+                "associate one (stacks/config.py waf_enabled)."
+            )
             suppress(stage, {"AwsSolutions-APIG3": no_waf, "NIST.800.53.R5-APIGWAssociatedWithWAF": no_waf})
 
     def _model(self, name: str) -> apigateway.Model:
@@ -157,16 +193,20 @@ class GatewayApi(Construct):
     def _waf(self, config: EnvironmentConfig) -> wafv2.CfnWebACL:
         def managed(name: str, priority: int, overrides: list[str] = ()) -> wafv2.CfnWebACL.RuleProperty:
             return wafv2.CfnWebACL.RuleProperty(
-                name=name, priority=priority,
+                name=name,
+                priority=priority,
                 override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
                 statement=wafv2.CfnWebACL.StatementProperty(
                     managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS", name=name,
+                        vendor_name="AWS",
+                        name=name,
                         rule_action_overrides=[
                             wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}))
+                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                            )
                             for rule in overrides
-                        ] or None,
+                        ]
+                        or None,
                     )
                 ),
                 visibility_config=_visibility(name),
@@ -180,11 +220,14 @@ class GatewayApi(Construct):
             visibility_config=_visibility(f"claude-gateway-{config.name}"),
             rules=[
                 wafv2.CfnWebACL.RuleProperty(
-                    name="RatePerIp", priority=0,
+                    name="RatePerIp",
+                    priority=0,
                     action=wafv2.CfnWebACL.RuleActionProperty(block={}),
                     statement=wafv2.CfnWebACL.StatementProperty(
                         rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                            limit=config.waf_rate_limit_per_5min, aggregate_key_type="IP")),
+                            limit=config.waf_rate_limit_per_5min, aggregate_key_type="IP"
+                        )
+                    ),
                     visibility_config=_visibility("RatePerIp"),
                 ),
                 managed("AWSManagedRulesAmazonIpReputationList", 1),
@@ -197,28 +240,46 @@ class GatewayApi(Construct):
         # WAF logs: the log group name must start with aws-waf-logs-.
         waf_logs = log_group(self, "WafLogs", days=config.log_retention_days)
         waf_logs.node.default_child.log_group_name = f"aws-waf-logs-claude-gateway-{config.name}"
-        acknowledge_compliance(waf_logs, "CloudWatchLogGroupEncrypted", (
-            "WAF logging needs a resource policy for delivery.logs; with the audit key from the stateful stack "
-            "the key policy would also need the log delivery service. WAF logs hold request headers, not "
-            "bodies."))
+        acknowledge_compliance(
+            waf_logs,
+            "CloudWatchLogGroupEncrypted",
+            (
+                "WAF logging needs a resource policy for delivery.logs; with the audit key from the stateful stack "
+                "the key policy would also need the log delivery service. WAF logs hold request headers, not "
+                "bodies."
+            ),
+        )
         wafv2.CfnLoggingConfiguration(
-            self, "WafLogging", resource_arn=acl.attr_arn,
-            log_destination_configs=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
-                                     f"aws-waf-logs-claude-gateway-{config.name}"],
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
+                f"aws-waf-logs-claude-gateway-{config.name}"
+            ],
         ).node.add_dependency(waf_logs)
-        wafv2.CfnWebACLAssociation(self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn,
-                                   web_acl_arn=acl.attr_arn)
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
         return acl
 
 
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-    return wafv2.CfnWebACL.VisibilityConfigProperty(cloud_watch_metrics_enabled=True, metric_name=name,
-                                                    sampled_requests_enabled=True)
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )
 
 
 def _json_schema(spec: dict) -> apigateway.JsonSchema:
-    kinds = {"string": apigateway.JsonSchemaType.STRING, "array": apigateway.JsonSchemaType.ARRAY,
-             "integer": apigateway.JsonSchemaType.INTEGER, "boolean": apigateway.JsonSchemaType.BOOLEAN}
+    kinds = {
+        "string": apigateway.JsonSchemaType.STRING,
+        "array": apigateway.JsonSchemaType.ARRAY,
+        "integer": apigateway.JsonSchemaType.INTEGER,
+        "boolean": apigateway.JsonSchemaType.BOOLEAN,
+    }
     return apigateway.JsonSchema(
         type=kinds[spec["type"]],
         min_length=spec.get("minLength"),

@@ -21,8 +21,8 @@ from constructs import Construct
 
 from stacks.config import EnvironmentConfig
 from stacks.constructs.common import log_group, pin_logical_id
-from stacks.nag import acknowledge_compliance, suppress
 from stacks.definitions import ACCESS_LOGS_PREFIX, ATHENA_RESULTS_PREFIX, AUDIT_RECORDS_PREFIX
+from stacks.nag import acknowledge_compliance, suppress
 
 # Pinned logical ids of the stateful audit resources (tests/infrastructure/test_logical_ids.py).
 AUDIT_STREAM_ID = "AuditStream"
@@ -73,7 +73,9 @@ def _table_names() -> tuple[str, str]:
 
 
 class AuditTrail(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         self.key = key
         retention = Duration.days(config.audit_retention_days)
@@ -87,17 +89,29 @@ class AuditTrail(Construct):
             enforce_ssl=True,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(max(config.audit_retention_days, 90)),
-                                              noncurrent_version_expiration=Duration.days(30))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(max(config.audit_retention_days, 90)),
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.log_bucket, LOG_BUCKET_ID)
-        acknowledge_compliance(self.log_bucket, "S3DefaultEncryptionKMS", (
-            "S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption; the "
-            "logs hold request metadata, not audit records."))
+        acknowledge_compliance(
+            self.log_bucket,
+            "S3DefaultEncryptionKMS",
+            (
+                "S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption; the "
+                "logs hold request metadata, not audit records."
+            ),
+        )
 
-        lock = (s3.ObjectLockRetention.compliance if config.object_lock_mode == "COMPLIANCE"
-                else s3.ObjectLockRetention.governance)(retention)
+        lock = (
+            s3.ObjectLockRetention.compliance
+            if config.object_lock_mode == "COMPLIANCE"
+            else s3.ObjectLockRetention.governance
+        )(retention)
         self.bucket = s3.Bucket(
             self,
             AUDIT_BUCKET_ID,
@@ -129,16 +143,22 @@ class AuditTrail(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="athena-results-bucket/",
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(30),
-                                              noncurrent_version_expiration=Duration.days(1))],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(30), noncurrent_version_expiration=Duration.days(1))
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.results_bucket, RESULTS_BUCKET_ID)
 
         for bucket in (self.bucket, self.results_bucket, self.log_bucket):
-            acknowledge_compliance(bucket, "S3BucketReplicationEnabled", (
-                "Cross-region replication of the audit data is a per-deployment residency decision (a copy in "
-                "another region may break data residency); Object Lock, versioning and KMS protect it in place."))
+            acknowledge_compliance(
+                bucket,
+                "S3BucketReplicationEnabled",
+                (
+                    "Cross-region replication of the audit data is a per-deployment residency decision (a copy in "
+                    "another region may break data residency); Object Lock, versioning and KMS protect it in place."
+                ),
+            )
 
         self.stream = kinesis.Stream(
             self,
@@ -150,9 +170,15 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.stream, AUDIT_STREAM_ID)
-        suppress(self.stream, {"AwsSolutions-KDS3": (
-            "Deliberately a customer-managed key: the audit key also guards the bucket and the DLQ, so who may "
-            "read evidence is decided in one key policy, and its use is logged in CloudTrail.")})
+        suppress(
+            self.stream,
+            {
+                "AwsSolutions-KDS3": (
+                    "Deliberately a customer-managed key: the audit key also guards the bucket and the DLQ, so who may "
+                    "read evidence is decided in one key policy, and its use is logged in CloudTrail."
+                )
+            },
+        )
 
         self.dlq = sqs.Queue(
             self,
@@ -165,48 +191,90 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         pin_logical_id(self.dlq, AUDIT_DLQ_ID)
-        suppress(self.dlq, {"AwsSolutions-SQS3": (
-            "This queue is itself the dead-letter queue of the audit path (records the runtime could not put "
-            "on the stream); an alarm fires on its depth and operators replay it.")})
+        suppress(
+            self.dlq,
+            {
+                "AwsSolutions-SQS3": (
+                    "This queue is itself the dead-letter queue of the audit path (records the runtime could not put "
+                    "on the stream); an alarm fires on its depth and operators replay it."
+                )
+            },
+        )
 
         self.delivery_log_group = log_group(self, "DeliveryLogs", days=config.log_retention_days, key=key)
         self.audit_delivery = self._audit_delivery()
         self.access_log_delivery = self._access_log_delivery(config)
         self._catalog(config)
 
-    # -- Firehose ----------------------------------------------------------------------------------------------
+    # -- Firehose ---
 
     def _delivery_role(self, construct_id: str, prefixes: tuple[str, ...]) -> iam.Role:
-        role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("firehose.amazonaws.com",
-                                                                           conditions={"StringEquals": {
-                                                                               "aws:SourceAccount": Aws.ACCOUNT_ID}}))
+        role = iam.Role(
+            self,
+            construct_id,
+            assumed_by=iam.ServicePrincipal(
+                "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            ),
+        )
         # Write-only into the bucket: no read, no delete, no retention bypass.
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket",
-                     "s3:ListBucketMultipartUploads", "s3:PutObject"],
-            resources=[self.bucket.bucket_arn, *(self.bucket.arn_for_objects(f"{p}*") for p in prefixes)],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "s3:AbortMultipartUpload",
+                    "s3:GetBucketLocation",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                    "s3:PutObject",
+                ],
+                resources=[self.bucket.bucket_arn, *(self.bucket.arn_for_objects(f"{p}*") for p in prefixes)],
+            )
+        )
         self.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
-        acknowledge_compliance(role, "IAMNoInlinePolicy", (
-            "The CDK-generated policy belongs to this one Firehose role and lists exact ARNs; a managed "
-            "policy would only make it reusable by roles that must not write evidence."), children=True)
-        suppress(role, {"AwsSolutions-IAM5": (
-            "Firehose names each object itself (time-stamped keys under dynamic partitions), so the write "
-            f"grant is per prefix ({', '.join(prefixes)}), never the whole bucket; no read, delete or "
-            "retention permission.")}, children=True)
+        acknowledge_compliance(
+            role,
+            "IAMNoInlinePolicy",
+            (
+                "The CDK-generated policy belongs to this one Firehose role and lists exact ARNs; a managed "
+                "policy would only make it reusable by roles that must not write evidence."
+            ),
+            children=True,
+        )
+        suppress(
+            role,
+            {
+                "AwsSolutions-IAM5": (
+                    "Firehose names each object itself (time-stamped keys under dynamic partitions), so the write "
+                    f"grant is per prefix ({', '.join(prefixes)}), never the whole bucket; no read, delete or "
+                    "retention permission."
+                )
+            },
+            children=True,
+        )
         return role
 
     def _log_stream(self, name: str) -> logs.LogStream:
-        return logs.LogStream(self, f"{name}LogStream", log_group=self.delivery_log_group, log_stream_name=name,
-                              removal_policy=RemovalPolicy.RETAIN)
+        return logs.LogStream(
+            self,
+            f"{name}LogStream",
+            log_group=self.delivery_log_group,
+            log_stream_name=name,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
     def _audit_delivery(self) -> firehose.CfnDeliveryStream:
         role = self._delivery_role("AuditDeliveryRole", (AUDIT_RECORDS_PREFIX, "audit-errors/"))
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetShardIterator",
-                     "kinesis:GetRecords", "kinesis:ListShards"],
-            resources=[self.stream.stream_arn],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetShardIterator",
+                    "kinesis:GetRecords",
+                    "kinesis:ListShards",
+                ],
+                resources=[self.stream.stream_arn],
+            )
+        )
         log_stream = self._log_stream("audit")
         delivery = firehose.CfnDeliveryStream(
             self,
@@ -222,12 +290,14 @@ class AuditTrail(Construct):
                 prefix=f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/dt=!{{partitionKeyFromQuery:dt}}/",
                 error_output_prefix="audit-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
                 # Dynamic partitioning needs a buffer of at least 64 MiB.
-                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=60,
-                                                                                   size_in_m_bs=64),
+                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
+                    interval_in_seconds=60, size_in_m_bs=64
+                ),
                 compression_format="GZIP",
                 encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
                     kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
-                        awskms_key_arn=self.key.key_arn)
+                        awskms_key_arn=self.key.key_arn
+                    )
                 ),
                 dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
                     enabled=True,
@@ -236,10 +306,13 @@ class AuditTrail(Construct):
                 processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
                     enabled=True,
                     processors=[
-                        _processor("MetadataExtraction", {
-                            "MetadataExtractionQuery": "{tenant: .tenant_id, dt: .event_time[0:10]}",
-                            "JsonParsingEngine": "JQ-1.6",
-                        }),
+                        _processor(
+                            "MetadataExtraction",
+                            {
+                                "MetadataExtractionQuery": "{tenant: .tenant_id, dt: .event_time[0:10]}",
+                                "JsonParsingEngine": "JQ-1.6",
+                            },
+                        ),
                         _processor("AppendDelimiterToRecord", {"Delimiter": "\\n"}),
                     ],
                 ),
@@ -250,10 +323,17 @@ class AuditTrail(Construct):
                 ),
             ),
         )
-        delivery.node.add_dependency(role)
-        suppress(delivery, {"AwsSolutions-KDF1": (
-            "A Firehose stream with a Kinesis source cannot have its own SSE; records are encrypted at rest "
-            "in the source stream (audit KMS key) and in S3 (same key, set on the destination).")})
+        # Firehose checks its permissions on creation: the role's policy must exist first.
+        delivery.node.add_dependency(role.node.find_child("DefaultPolicy"))
+        suppress(
+            delivery,
+            {
+                "AwsSolutions-KDF1": (
+                    "A Firehose stream with a Kinesis source cannot have its own SSE; records are encrypted at rest "
+                    "in the source stream (audit KMS key) and in S3 (same key, set on the destination)."
+                )
+            },
+        )
         return delivery
 
     def _access_log_delivery(self, config: EnvironmentConfig) -> firehose.CfnDeliveryStream:
@@ -273,12 +353,14 @@ class AuditTrail(Construct):
                 role_arn=role.role_arn,
                 prefix=f"{ACCESS_LOGS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/",
                 error_output_prefix="access-log-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
-                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=60,
-                                                                                   size_in_m_bs=5),
+                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
+                    interval_in_seconds=60, size_in_m_bs=5
+                ),
                 compression_format="GZIP",
                 encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
                     kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
-                        awskms_key_arn=self.key.key_arn)
+                        awskms_key_arn=self.key.key_arn
+                    )
                 ),
                 cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
                     enabled=True,
@@ -287,15 +369,18 @@ class AuditTrail(Construct):
                 ),
             ),
         )
-        delivery.node.add_dependency(role)
+        # Firehose checks its permissions on creation: the role's policy must exist first.
+        delivery.node.add_dependency(role.node.find_child("DefaultPolicy"))
         return delivery
 
-    # -- Glue and Athena ---------------------------------------------------------------------------------------
+    # -- Glue and Athena ---
 
     def _catalog(self, config: EnvironmentConfig) -> None:
         account = Stack.of(self).account
         self.database = glue.CfnDatabase(
-            self, "AuditDatabase", catalog_id=account,
+            self,
+            "AuditDatabase",
+            catalog_id=account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=f"claude_gateway_{config.name.replace('-', '_')}",
                 description="claude-gateway audit trail",
@@ -304,7 +389,9 @@ class AuditTrail(Construct):
         audit_table, access_table = _table_names()
         bucket_root = f"s3://{self.bucket.bucket_name}/"
         self.table = self._json_table(
-            "AuditTable", audit_table, _glue_columns(),
+            "AuditTable",
+            audit_table,
+            _glue_columns(),
             location=f"{bucket_root}{AUDIT_RECORDS_PREFIX}",
             partitions=[("tenant", "string"), ("dt", "string")],
             projection={
@@ -316,7 +403,9 @@ class AuditTrail(Construct):
             description="Audit records: one JSON object per line, written by Firehose",
         )
         self.access_table = self._json_table(
-            "AccessLogTable", access_table, _ACCESS_LOG_COLUMNS,
+            "AccessLogTable",
+            access_table,
+            _ACCESS_LOG_COLUMNS,
             location=f"{bucket_root}{ACCESS_LOGS_PREFIX}",
             partitions=[("dt", "string")],
             projection={
@@ -337,25 +426,39 @@ class AuditTrail(Construct):
                 publish_cloud_watch_metrics_enabled=True,
                 bytes_scanned_cutoff_per_query=config.athena_bytes_scanned_cutoff,
                 engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"),
+                    selected_engine_version="Athena engine version 3"
+                ),
                 result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
                     output_location=f"s3://{self.results_bucket.bucket_name}/{ATHENA_RESULTS_PREFIX}",
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_KMS", kms_key=self.key.key_arn),
+                        encryption_option="SSE_KMS", kms_key=self.key.key_arn
+                    ),
                     expected_bucket_owner=account,
                 ),
             ),
         )
         for name, (description, sql) in sorted(_named_queries().items()):
-            query = athena.CfnNamedQuery(
-                self, f"Query{_pascal(name)}", name=name, description=description[:1024],
-                database=self.database.ref, work_group=self.workgroup.ref, query_string=sql,
+            athena.CfnNamedQuery(
+                self,
+                f"Query{_pascal(name)}",
+                name=name,
+                description=description[:1024],
+                database=self.database.ref,
+                work_group=self.workgroup.ref,
+                query_string=sql,
             )
-            query.node.add_dependency(self.workgroup)
 
-    def _json_table(self, construct_id: str, name: str, columns: list[tuple[str, str]], *, location: str,
-                    partitions: list[tuple[str, str]], projection: dict[str, str],
-                    description: str) -> glue.CfnTable:
+    def _json_table(
+        self,
+        construct_id: str,
+        name: str,
+        columns: list[tuple[str, str]],
+        *,
+        location: str,
+        partitions: list[tuple[str, str]],
+        projection: dict[str, str],
+        description: str,
+    ) -> glue.CfnTable:
         table = glue.CfnTable(
             self,
             construct_id,
@@ -365,8 +468,12 @@ class AuditTrail(Construct):
                 name=name,
                 description=description,
                 table_type="EXTERNAL_TABLE",
-                parameters={"classification": "json", "compressionType": "gzip", "projection.enabled": "true",
-                            **projection},
+                parameters={
+                    "classification": "json",
+                    "compressionType": "gzip",
+                    "projection.enabled": "true",
+                    **projection,
+                },
                 partition_keys=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in partitions],
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                     location=location,
@@ -386,8 +493,10 @@ class AuditTrail(Construct):
 def _processor(kind: str, parameters: dict[str, str]) -> firehose.CfnDeliveryStream.ProcessorProperty:
     return firehose.CfnDeliveryStream.ProcessorProperty(
         type=kind,
-        parameters=[firehose.CfnDeliveryStream.ProcessorParameterProperty(parameter_name=k, parameter_value=v)
-                    for k, v in parameters.items()],
+        parameters=[
+            firehose.CfnDeliveryStream.ProcessorParameterProperty(parameter_name=k, parameter_value=v)
+            for k, v in parameters.items()
+        ],
     )
 
 

@@ -8,8 +8,14 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 
-def log_group(scope: Construct, construct_id: str, *, days: int, key: kms.IKey | None = None,
-              removal_policy: RemovalPolicy = RemovalPolicy.RETAIN) -> logs.LogGroup:
+def log_group(
+    scope: Construct,
+    construct_id: str,
+    *,
+    days: int,
+    key: kms.IKey | None = None,
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+) -> logs.LogGroup:
     """A log group kept `days` days (config values are validated against CloudWatch's list)."""
     group = logs.LogGroup(scope, construct_id, encryption_key=key, removal_policy=removal_policy)
     # RetentionDays is an enum of names; the template only needs the number.

@@ -25,30 +25,48 @@ class Identity(Construct):
             sign_in_aliases=cognito.SignInAliases(email=True),
             auto_verify=cognito.AutoVerifiedAttrs(email=True),
             password_policy=cognito.PasswordPolicy(
-                min_length=14, require_lowercase=True, require_uppercase=True, require_digits=True,
-                require_symbols=True, temp_password_validity=Duration.days(3),
+                min_length=14,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_digits=True,
+                require_symbols=True,
+                temp_password_validity=Duration.days(3),
             ),
             mfa=getattr(cognito.Mfa, config.mfa),
             mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             feature_plan=getattr(cognito.FeaturePlan, config.feature_plan),
             # Threat protection (compromised credentials, adaptive auth) exists only on the Plus plan.
-            standard_threat_protection_mode=(cognito.StandardThreatProtectionMode.FULL_FUNCTION
-                                             if config.threat_protection else None),
+            standard_threat_protection_mode=(
+                cognito.StandardThreatProtectionMode.FULL_FUNCTION if config.threat_protection else None
+            ),
             deletion_protection=production,
             removal_policy=RemovalPolicy.RETAIN if production else RemovalPolicy.DESTROY,
         )
 
         if config.feature_plan != "PLUS":
-            suppress(self.user_pool, {"AwsSolutions-COG8": (
-                f"{config.name} uses the {config.feature_plan} plan to save cost: no real users; staging and "
-                "prod are on Plus with threat protection (stacks/config.py).")})
+            suppress(
+                self.user_pool,
+                {
+                    "AwsSolutions-COG8": (
+                        f"{config.name} uses the {config.feature_plan} plan to save cost: no real users; staging and "
+                        "prod are on Plus with threat protection (stacks/config.py)."
+                    )
+                },
+            )
         if config.mfa != "REQUIRED":
-            suppress(self.user_pool, {"AwsSolutions-COG2": (
-                f"MFA is {config.mfa} in {config.name} (test users only); staging and prod require it.")})
+            suppress(
+                self.user_pool,
+                {
+                    "AwsSolutions-COG2": (
+                        f"MFA is {config.mfa} in {config.name} (test users only); staging and prod require it."
+                    )
+                },
+            )
 
-        self.invoke_scope = cognito.ResourceServerScope(scope_name=INVOKE_SCOPE_NAME,
-                                                        scope_description="Call the Messages API")
+        self.invoke_scope = cognito.ResourceServerScope(
+            scope_name=INVOKE_SCOPE_NAME, scope_description="Call the Messages API"
+        )
         self.resource_server = self.user_pool.add_resource_server(
             "ResourceServer", identifier=RESOURCE_SERVER_IDENTIFIER, scopes=[self.invoke_scope]
         )
@@ -68,8 +86,11 @@ class Identity(Construct):
             auth_flows=cognito.AuthFlow(user_srp=True),
             o_auth=cognito.OAuthSettings(
                 flows=cognito.OAuthFlows(authorization_code_grant=True),
-                scopes=[cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL,
-                        cognito.OAuthScope.resource_server(self.resource_server, self.invoke_scope)],
+                scopes=[
+                    cognito.OAuthScope.OPENID,
+                    cognito.OAuthScope.EMAIL,
+                    cognito.OAuthScope.resource_server(self.resource_server, self.invoke_scope),
+                ],
                 callback_urls=list(config.callback_urls),
                 logout_urls=list(config.logout_urls),
             ),
@@ -90,12 +111,18 @@ class Identity(Construct):
         mapping = cognito.AttributeMapping(email=cognito.ProviderAttribute.other(idp.attribute_mapping_email))
         if idp.kind == "saml":
             return cognito.UserPoolIdentityProviderSaml(
-                self, "Saml", user_pool=self.user_pool, name=idp.name,
+                self,
+                "Saml",
+                user_pool=self.user_pool,
+                name=idp.name,
                 metadata=cognito.UserPoolIdentityProviderSamlMetadata.url(idp.metadata_url),
                 attribute_mapping=mapping,
             )
         return cognito.UserPoolIdentityProviderOidc(
-            self, "Oidc", user_pool=self.user_pool, name=idp.name,
+            self,
+            "Oidc",
+            user_pool=self.user_pool,
+            name=idp.name,
             client_id=idp.client_id,
             # A dynamic reference ({{resolve:secretsmanager:...}}): CloudFormation resolves it at deploy time,
             # the template never holds the secret.

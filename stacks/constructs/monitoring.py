@@ -32,8 +32,12 @@ class Monitoring(Construct):
         delivery_stream_names: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
-        key = kms.Key(self, "TopicKey", enable_key_rotation=True,
-                      description=f"claude-gateway {config.name} alarm topic")
+        key = kms.Key(
+            self,
+            "TopicKey",
+            enable_key_rotation=True,
+            description=f"claude-gateway {config.name} alarm topic",
+        )
         key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
         self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
         if config.alarm_email:
@@ -42,8 +46,13 @@ class Monitoring(Construct):
         five_min = Duration.minutes(5)
 
         def custom(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name,
-                                     dimensions_map={"Environment": config.name}, statistic="Sum", period=five_min)
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"Environment": config.name},
+                statistic="Sum",
+                period=five_min,
+            )
 
         server_errors = api.metric_server_error(period=five_min, statistic="Sum")
         latency = api.metric_latency(period=five_min, statistic="p99")
@@ -51,7 +60,9 @@ class Monitoring(Construct):
         failovers = custom("Failovers")
         upstream_errors = custom("UpstreamErrors")
         dead_lettered = custom("AuditDeadLettered")
-        dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(period=five_min, statistic="Maximum")
+        dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(
+            period=five_min, statistic="Maximum"
+        )
 
         specs = [
             ("Api5xx", server_errors, 5, "API 5xx responses in 5 minutes"),
@@ -63,16 +74,30 @@ class Monitoring(Construct):
             ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
         ]
         for index, stream_name in enumerate(delivery_stream_names):
-            freshness = cloudwatch.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.DataFreshness",
-                                          dimensions_map={"DeliveryStreamName": stream_name},
-                                          statistic="Maximum", period=five_min)
-            specs.append((f"DeliveryFreshness{index}", freshness, 900,
-                          "audit delivery to S3 is more than 15 minutes behind (see docs/decisions/audit-delivery.md)"))
+            freshness = cloudwatch.Metric(
+                namespace="AWS/Firehose",
+                metric_name="DeliveryToS3.DataFreshness",
+                dimensions_map={"DeliveryStreamName": stream_name},
+                statistic="Maximum",
+                period=five_min,
+            )
+            specs.append(
+                (
+                    f"DeliveryFreshness{index}",
+                    freshness,
+                    900,
+                    "audit delivery to S3 is more than 15 minutes behind (see docs/decisions/audit-delivery.md)",
+                )
+            )
 
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for name, metric, threshold, description in specs:
             alarm = cloudwatch.Alarm(
-                self, name, metric=metric, threshold=threshold, evaluation_periods=1,
+                self,
+                name,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 alarm_description=f"claude-gateway {config.name}: {description}",
@@ -80,17 +105,30 @@ class Monitoring(Construct):
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             self.alarms[name] = alarm
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"claude-gateway-{config.name}")
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"claude-gateway-{config.name}"
+        )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Requests and errors",
-                                   left=[api.metric_count(period=five_min), server_errors,
-                                         api.metric_client_error(period=five_min)]),
+            cloudwatch.GraphWidget(
+                title="Requests and errors",
+                left=[
+                    api.metric_count(period=five_min),
+                    server_errors,
+                    api.metric_client_error(period=five_min),
+                ],
+            ),
             cloudwatch.GraphWidget(title="Latency p99 (ms)", left=[latency]),
             cloudwatch.GraphWidget(title="Upstreams", left=[failovers, upstream_errors]),
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Lambda", left=[function.metric_invocations(period=five_min), throttles,
-                                                         function.metric_errors(period=five_min)]),
+            cloudwatch.GraphWidget(
+                title="Lambda",
+                left=[
+                    function.metric_invocations(period=five_min),
+                    throttles,
+                    function.metric_errors(period=five_min),
+                ],
+            ),
             cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered]),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
         )

@@ -43,7 +43,12 @@ def _table(scope: Construct, definition: TableDefinition, key: kms.IKey) -> dyna
         )
     # Pinned: a refactor of the construct tree must never replace a table.
     table.node.default_child.override_logical_id(definition.logical_id)
-    acknowledge_compliance(table, "DynamoDBInBackupPlan", (
-        "Point-in-time recovery (35 days) is on and deletion protection too; an AWS Backup plan is an "
-        "account-level policy the platform team attaches by tag, not something this app owns."))
+    acknowledge_compliance(
+        table,
+        "DynamoDBInBackupPlan",
+        (
+            "Point-in-time recovery (35 days) is on and deletion protection too; an AWS Backup plan is an "
+            "account-level policy the platform team attaches by tag, not something this app owns."
+        ),
+    )
     return table

@@ -37,12 +37,25 @@ def test_unknown_environment_names_the_known_ones():
         ({"cognito_domain_prefix": "Has Spaces"}, "cognito_domain_prefix"),
         ({"upstreams": {"mars": Upstreams(("us-east-1",))}}, r"upstreams\['mars'\]"),
         ({"upstreams": {"us": Upstreams(("us-east-1", "us-east-1"))}}, r"upstreams\['us'\].bedrock_regions"),
-        ({"upstreams": {"us": Upstreams(("us-east-1",), vertex_region="us-east5")}, "vertex_project": None},
-         "vertex_project"),
-        ({"identity_provider": IdentityProvider(kind="oidc", name="Corp", issuer_url="https://idp.example.com",
-                                                client_id="x")}, "identity_provider.client_secret_name"),
-        ({"identity_provider": IdentityProvider(kind="saml", name="Corp", metadata_url="http://insecure")},
-         "identity_provider.metadata_url"),
+        (
+            {
+                "upstreams": {"us": Upstreams(("us-east-1",), vertex_region="us-east5")},
+                "vertex_project": None,
+            },
+            "vertex_project",
+        ),
+        (
+            {
+                "identity_provider": IdentityProvider(
+                    kind="oidc", name="Corp", issuer_url="https://idp.example.com", client_id="x"
+                )
+            },
+            "identity_provider.client_secret_name",
+        ),
+        (
+            {"identity_provider": IdentityProvider(kind="saml", name="Corp", metadata_url="http://insecure")},
+            "identity_provider.metadata_url",
+        ),
     ],
 )
 def test_invalid_value_fails_naming_the_field(change, field):
@@ -60,8 +73,17 @@ def test_environments_differ_where_the_issue_says():
 
 def test_synthesis_of_an_unknown_environment_exits_with_the_message():
     # Given the real app entry point, when an unknown environment is asked for, then it exits non-zero, named.
-    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin", "CDK_CONTEXT_JSON": '{"env": "qa"}',
-                                 "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"})
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CDK_CONTEXT_JSON": '{"env": "qa"}',
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        },
+    )
     assert result.returncode != 0
     assert "unknown environment 'qa'" in result.stderr

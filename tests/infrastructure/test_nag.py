@@ -18,7 +18,9 @@ _FINDING = re.compile(rf"^({'|'.join(re.escape(p) for p in PACKS)})-")
 
 def _findings(stack) -> list[str]:
     annotations = Annotations.from_stack(stack)
-    messages = annotations.find_error("*", Match.any_value()) + annotations.find_warning("*", Match.any_value())
+    messages = annotations.find_error("*", Match.any_value()) + annotations.find_warning(
+        "*", Match.any_value()
+    )
     return [f"{m.id}: {m.entry.data}" for m in messages if _FINDING.match(str(m.entry.data))]
 
 
@@ -30,7 +32,11 @@ def test_no_unacknowledged_findings(synthesized):
 def test_the_packs_do_run(synthesized):
     # A suppression is recorded only where a pack looked; an empty list would mean the Aspects never ran.
     reasons = _suppressions(synthesized)
-    assert {rule.split("-", 1)[0] for rule, _ in reasons} >= {"AwsSolutions", "HIPAA.Security", "NIST.800.53.R5"}
+    assert {rule.split("-", 1)[0] for rule, _ in reasons} >= {
+        "AwsSolutions",
+        "HIPAA.Security",
+        "NIST.800.53.R5",
+    }
 
 
 def _suppressions(synthesized) -> list[tuple[str, str]]:
@@ -51,8 +57,11 @@ def test_every_acknowledgement_has_a_specific_reason(synthesized):
     for rule, reason in _suppressions(synthesized):
         assert len(reason) >= 60, f"{rule}: reason too short to be specific: {reason!r}"
         rules_by_reason[reason].add(rule.split("-", 1)[1])  # HIPAA and NIST share rule names and reasons
-    shared = {reason: rules for reason, rules in rules_by_reason.items()
-              if len(rules) > 1 and frozenset(rules) not in _SAME_CONTROL}
+    shared = {
+        reason: rules
+        for reason, rules in rules_by_reason.items()
+        if len(rules) > 1 and frozenset(rules) not in _SAME_CONTROL
+    }
     assert shared == {}, "one reason text acknowledges different rules"
 
 
@@ -60,6 +69,7 @@ def test_security_checks_doc_names_every_acknowledged_rule(synthesized):
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "security-checks.md").read_text()
-    missing = sorted({rule for rule, _ in _suppressions(synthesized)
-                      if rule.split("-", 1)[1].split("[")[0] not in doc})
+    missing = sorted(
+        {rule for rule, _ in _suppressions(synthesized) if rule.split("-", 1)[1].split("[")[0] not in doc}
+    )
     assert missing == []

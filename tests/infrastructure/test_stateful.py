@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from gatewayctl.target import OUTPUT_KEYS
 from gateway.models.audit import glue_columns
+
+from gatewayctl.target import OUTPUT_KEYS
 from stacks.audit_queries import NAMED_QUERIES
 from stacks.definitions import AUDIT_RECORDS_PREFIX, TENANTS, USAGE
 from tests.infrastructure.conftest import only, resources
@@ -32,20 +33,31 @@ def test_audit_bucket_is_kms_encrypted_tls_only_and_access_logged(synthesized):
     sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["AuditKey", "Arn"]}}
     assert bucket["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AuditLogBucket"}
-    policy = [p for p in resources(template, "AWS::S3::BucketPolicy").values()
-              if p["Properties"]["Bucket"] == {"Ref": "AuditBucket"}]
+    policy = [
+        p
+        for p in resources(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "AuditBucket"}
+    ]
     statements = policy[0]["Properties"]["PolicyDocument"]["Statement"]
-    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-               for s in statements)
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
+    )
 
 
 def test_stream_and_tables_use_customer_managed_keys(synthesized):
     template = synthesized.stateful.to_json()["Resources"]
     assert template["AuditStream"]["Properties"]["StreamEncryption"] == {
-        "EncryptionType": "KMS", "KeyId": {"Fn::GetAtt": ["AuditKey", "Arn"]}}
+        "EncryptionType": "KMS",
+        "KeyId": {"Fn::GetAtt": ["AuditKey", "Arn"]},
+    }
     for table in (TENANTS, USAGE):
         sse = template[table.logical_id]["Properties"]["SSESpecification"]
-        assert sse == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": ["DataKey", "Arn"]}}
+        assert sse == {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": {"Fn::GetAtt": ["DataKey", "Arn"]},
+        }
     assert template["AuditDlq"]["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["AuditKey", "Arn"]}
 
 
@@ -56,10 +68,14 @@ def test_tables_are_on_demand_with_pitr_deletion_protection_and_ttl_on_usage(syn
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert props["DeletionProtectionEnabled"] is True
-        assert props["KeySchema"] == [{"AttributeName": table.partition_key, "KeyType": "HASH"},
-                                      {"AttributeName": table.sort_key, "KeyType": "RANGE"}]
+        assert props["KeySchema"] == [
+            {"AttributeName": table.partition_key, "KeyType": "HASH"},
+            {"AttributeName": table.sort_key, "KeyType": "RANGE"},
+        ]
     assert template["UsageTable"]["Properties"]["TimeToLiveSpecification"] == {
-        "AttributeName": USAGE.ttl_attribute, "Enabled": True}
+        "AttributeName": USAGE.ttl_attribute,
+        "Enabled": True,
+    }
     assert "TimeToLiveSpecification" not in template["TenantsTable"]["Properties"]
     indexes = template["TenantsTable"]["Properties"]["GlobalSecondaryIndexes"]
     assert [i["IndexName"] for i in indexes] == [i.name for i in TENANTS.indexes]
@@ -67,8 +83,16 @@ def test_tables_are_on_demand_with_pitr_deletion_protection_and_ttl_on_usage(syn
 
 def test_stateful_resources_are_retained(synthesized):
     template = synthesized.stateful.to_json()["Resources"]
-    for logical_id in ("TenantsTable", "UsageTable", "AuditBucket", "AuditLogBucket", "AuditStream", "AuditDlq",
-                       "AuditKey", "DataKey"):
+    for logical_id in (
+        "TenantsTable",
+        "UsageTable",
+        "AuditBucket",
+        "AuditLogBucket",
+        "AuditStream",
+        "AuditDlq",
+        "AuditKey",
+        "DataKey",
+    ):
         assert template[logical_id]["DeletionPolicy"] == "Retain", logical_id
         assert template[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
 
@@ -87,17 +111,30 @@ def test_dead_letter_queue_for_audit_records(synthesized):
 
 def test_firehose_partitions_by_tenant_and_event_date_from_the_stream(synthesized):
     streams = resources(synthesized.stateful, "AWS::KinesisFirehose::DeliveryStream")
-    audit = next(s["Properties"] for s in streams.values() if s["Properties"]["DeliveryStreamType"] == "KinesisStreamAsSource")
-    assert audit["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {"Fn::GetAtt": ["AuditStream", "Arn"]}
+    audit = next(
+        s["Properties"]
+        for s in streams.values()
+        if s["Properties"]["DeliveryStreamType"] == "KinesisStreamAsSource"
+    )
+    assert audit["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {
+        "Fn::GetAtt": ["AuditStream", "Arn"]
+    }
     destination = audit["ExtendedS3DestinationConfiguration"]
-    assert destination["Prefix"] == (f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/"
-                                     "dt=!{partitionKeyFromQuery:dt}/")
+    assert destination["Prefix"] == (
+        f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/dt=!{{partitionKeyFromQuery:dt}}/"
+    )
     assert destination["DynamicPartitioningConfiguration"]["Enabled"] is True
-    processors = {p["Type"]: {q["ParameterName"]: q["ParameterValue"] for q in p["Parameters"]}
-                  for p in destination["ProcessingConfiguration"]["Processors"]}
-    assert processors["MetadataExtraction"]["MetadataExtractionQuery"] == "{tenant: .tenant_id, dt: .event_time[0:10]}"
+    processors = {
+        p["Type"]: {q["ParameterName"]: q["ParameterValue"] for q in p["Parameters"]}
+        for p in destination["ProcessingConfiguration"]["Processors"]
+    }
+    assert (
+        processors["MetadataExtraction"]["MetadataExtractionQuery"]
+        == "{tenant: .tenant_id, dt: .event_time[0:10]}"
+    )
     assert destination["EncryptionConfiguration"]["KMSEncryptionConfig"]["AWSKMSKeyARN"] == {
-        "Fn::GetAtt": ["AuditKey", "Arn"]}
+        "Fn::GetAtt": ["AuditKey", "Arn"]
+    }
 
 
 def test_jq_date_slice_matches_the_record_time_format():
@@ -107,15 +144,20 @@ def test_jq_date_slice_matches_the_record_time_format():
 
 def test_access_logs_have_their_own_prefix_and_an_api_gateway_stream_name(synthesized):
     streams = resources(synthesized.stateful, "AWS::KinesisFirehose::DeliveryStream")
-    direct = next(s["Properties"] for s in streams.values() if s["Properties"]["DeliveryStreamType"] == "DirectPut")
+    direct = next(
+        s["Properties"] for s in streams.values() if s["Properties"]["DeliveryStreamType"] == "DirectPut"
+    )
     assert direct["DeliveryStreamName"].startswith("amazon-apigateway-")
     assert direct["ExtendedS3DestinationConfiguration"]["Prefix"].startswith("access-logs/")
 
 
 def test_glue_table_columns_come_from_the_audit_model_with_partition_projection(synthesized):
     tables = resources(synthesized.stateful, "AWS::Glue::Table")
-    audit = next(t["Properties"]["TableInput"] for t in tables.values()
-                 if t["Properties"]["TableInput"]["Name"] == "audit_events")
+    audit = next(
+        t["Properties"]["TableInput"]
+        for t in tables.values()
+        if t["Properties"]["TableInput"]["Name"] == "audit_events"
+    )
     columns = [(c["Name"], c["Type"]) for c in audit["StorageDescriptor"]["Columns"]]
     assert columns == glue_columns()
     assert [k["Name"] for k in audit["PartitionKeys"]] == ["tenant", "dt"]
@@ -142,8 +184,9 @@ def test_outputs_are_exactly_what_gatewayctl_reads(synthesized):
 def test_stack_names_match_gatewayctl(synthesized):
     from gatewayctl.target import stack_names
 
-    assert (synthesized.gateway.stateful.stack_name, synthesized.gateway.stateless.stack_name) == \
-        stack_names(synthesized.env)
+    assert (synthesized.gateway.stateful.stack_name, synthesized.gateway.stateless.stack_name) == stack_names(
+        synthesized.env
+    )
 
 
 def test_no_stateful_resource_has_a_physical_name(synthesized):

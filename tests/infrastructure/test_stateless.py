@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from gateway.settings import Settings
+
 from stacks.config import load
 from stacks.constructs.api import MODEL_ROUTES
 from stacks.constructs.gateway_function import bedrock_resources
@@ -16,12 +16,20 @@ from tests.infrastructure.conftest import only, resources
 
 pytestmark = pytest.mark.infrastructure
 
-LWA_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_PORT", "AWS_LWA_READINESS_CHECK_PATH"}
+LWA_VARIABLES = {
+    "AWS_LAMBDA_EXEC_WRAPPER",
+    "AWS_LWA_INVOKE_MODE",
+    "AWS_LWA_PORT",
+    "AWS_LWA_READINESS_CHECK_PATH",
+}
 
 
 def _methods(template) -> list[dict]:
-    return [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()
-            if m["Properties"]["HttpMethod"] != "OPTIONS"]
+    return [
+        m["Properties"]
+        for m in resources(template, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] != "OPTIONS"
+    ]
 
 
 def test_every_model_route_requires_the_invoke_scope(synthesized):
@@ -61,8 +69,11 @@ def test_stage_throttling_and_access_logs_to_firehose(synthesized):
 
 
 def _function(template) -> dict:
-    functions = [f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
-                 if f["Properties"].get("Handler") == "run.sh"]
+    functions = [
+        f["Properties"]
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "run.sh"
+    ]
     assert len(functions) == 1
     return functions[0]
 
@@ -81,13 +92,18 @@ def test_gateway_function_runtime_and_adapter(synthesized):
 def test_function_environment_is_exactly_what_settings_reads(synthesized):
     variables = _function(synthesized.stateless)["Environment"]["Variables"]
     # Resolve CloudFormation references to placeholders; AWS_REGION comes from the Lambda runtime.
-    environ = {k: v if isinstance(v, str) else f"resolved-{k.lower()}" for k, v in variables.items()
-               if k not in LWA_VARIABLES}
+    environ = {
+        k: v if isinstance(v, str) else f"resolved-{k.lower()}"
+        for k, v in variables.items()
+        if k not in LWA_VARIABLES
+    }
     settings = Settings.from_env({**environ, "AWS_REGION": "us-east-1"})
     assert settings.env == synthesized.env
     expected = {k: v for k, v in settings.to_env().items() if k in environ}
     assert set(environ) == set(expected), "the stack sets a variable Settings does not read"
-    assert dict(settings.bedrock_regions) == {k: tuple(v) for k, v in load(synthesized.env).bedrock_regions().items()}
+    assert dict(settings.bedrock_regions) == {
+        k: tuple(v) for k, v in load(synthesized.env).bedrock_regions().items()
+    }
 
 
 def _statements(template):
@@ -97,8 +113,11 @@ def _statements(template):
 
 
 def test_bedrock_permissions_name_catalog_arns_only(synthesized):
-    statements = [s for s in _statements(synthesized.stateless)
-                  if any(a.startswith("bedrock:") for a in _list(s["Action"]))]
+    statements = [
+        s
+        for s in _statements(synthesized.stateless)
+        if any(a.startswith("bedrock:") for a in _list(s["Action"]))
+    ]
     assert statements
     granted = []
     for statement in statements:
@@ -137,8 +156,10 @@ def _render(value):
 
 def test_bedrock_arns_follow_the_environment_residencies():
     profiles, models = bedrock_resources(load("dev"), account="123456789012")
-    assert ("arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-            in profiles)
+    assert (
+        "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        in profiles
+    )
     assert not any(":eu-" in p for p in profiles)  # dev serves us and global only
     assert "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0" in models
     assert "arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0" in models
@@ -155,11 +176,18 @@ def _list(value):
 
 
 def test_alarms_cover_errors_throttles_failovers_dlq_and_latency(synthesized):
-    metrics = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName"))
-               for a in resources(synthesized.stateless, "AWS::CloudWatch::Alarm").values()}
-    for expected in [("AWS/ApiGateway", "5XXError"), ("AWS/Lambda", "Throttles"), ("ClaudeGateway", "Failovers"),
-                     ("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/ApiGateway", "Latency"),
-                     ("AWS/Firehose", "DeliveryToS3.DataFreshness")]:
+    metrics = {
+        (a["Properties"].get("Namespace"), a["Properties"].get("MetricName"))
+        for a in resources(synthesized.stateless, "AWS::CloudWatch::Alarm").values()
+    }
+    for expected in [
+        ("AWS/ApiGateway", "5XXError"),
+        ("AWS/Lambda", "Throttles"),
+        ("ClaudeGateway", "Failovers"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/ApiGateway", "Latency"),
+        ("AWS/Firehose", "DeliveryToS3.DataFreshness"),
+    ]:
         assert expected in metrics
     only(synthesized.stateless, "AWS::CloudWatch::Dashboard")
 
@@ -174,8 +202,10 @@ def test_user_pool_mfa_and_threat_protection_per_environment(dev, prod):
     _, prod_pool = only(prod.stateless, "AWS::Cognito::UserPool")
     assert dev_pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
     assert prod_pool["Properties"]["MfaConfiguration"] == "ON"
-    assert prod_pool["Properties"]["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"} or \
-        prod_pool["Properties"]["UserPoolTier"] == "PLUS"
+    assert (
+        prod_pool["Properties"]["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
+        or prod_pool["Properties"]["UserPoolTier"] == "PLUS"
+    )
     assert prod_pool["Properties"]["Policies"]["PasswordPolicy"]["MinimumLength"] >= 14
     _, client = only(prod.stateless, "AWS::Cognito::UserPoolClient")
     assert client["Properties"]["AllowedOAuthFlows"] == ["code"]
