@@ -285,3 +285,60 @@ async def test_dynamodb_unreachable_fails_closed(moto_tables):
     tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
     with pytest.raises(ServiceUnavailableError):
         await tenancy.resolve(identity("sub-1"))
+
+
+class Conflicting:
+    """The moto client, except that the first `n` reservation transactions and settlement updates are
+    rejected as DynamoDB rejects them while another transaction holds the item."""
+
+    def __init__(self, client, n: int) -> None:
+        self._client, self.left = client, {"transact_write_items": n, "update_item": n}
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def _maybe_conflict(self, op: str, kwargs) -> None:
+        from botocore.exceptions import ClientError
+
+        if self.left[op] > 0:
+            self.left[op] -= 1
+            if op == "transact_write_items":
+                reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
+                raise ClientError(
+                    {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}, op
+                )
+            raise ClientError({"Error": {"Code": "TransactionConflictException"}}, op)
+
+    def transact_write_items(self, **kwargs):
+        self._maybe_conflict("transact_write_items", kwargs)
+        return self._client.transact_write_items(**kwargs)
+
+    def update_item(self, **kwargs):
+        self._maybe_conflict("update_item", kwargs)
+        return self._client.update_item(**kwargs)
+
+
+async def test_transaction_conflicts_are_retried_for_reservation_and_settlement(moto_tables):
+    admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 10})
+    admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
+    client = Conflicting(moto_tables.ddb, 2)
+    tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
+    quota_ = DynamoQuota(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
+    principal = await tenancy.resolve(identity("sub-1"))
+    reservation = await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
+    await quota_.settle(reservation, Usage(input_tokens=3, output_tokens=4), 0.0)
+    assert client.left == {"transact_write_items": 0, "update_item": 0}
+    assert stored(moto_tables, "USAGE#acme", minute_sk())["tokens"] == 7
+
+
+async def test_persistent_conflicts_end_in_429_retry_after_1(moto_tables):
+    admin.create_tenant(moto_tables.target, "acme")
+    admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
+    client = Conflicting(moto_tables.ddb, 100)
+    tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
+    quota_ = DynamoQuota(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
+    principal = await tenancy.resolve(identity("sub-1"))
+    with pytest.raises(RateLimitError) as refused:
+        await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
+    assert refused.value.headers["retry-after"] == "1"
+    assert stored(moto_tables, "USAGE#acme", minute_sk()) == {}

@@ -209,14 +209,26 @@ class DynamoQuota:
             return
 
         def add(charge: quota.WindowCharge) -> dict[str, Any]:
-            return self._client.update_item(
-                TableName=self._settings.usage_table,
-                Key={"pk": {"S": charge.pk}, "sk": {"S": charge.sk}},
-                UpdateExpression="ADD #requests :requests, #tokens :tokens, #usd_micros :usd_micros",
-                ExpressionAttributeNames={f"#{c}": c for c in quota.COUNTERS},
-                ExpressionAttributeValues={f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()},
-                ReturnValues="UPDATED_NEW",
-            )
+            for attempt in range(_CONFLICT_RETRIES + 1):
+                try:
+                    return self._client.update_item(
+                        TableName=self._settings.usage_table,
+                        Key={"pk": {"S": charge.pk}, "sk": {"S": charge.sk}},
+                        UpdateExpression="ADD #requests :requests, #tokens :tokens, #usd_micros :usd_micros",
+                        ExpressionAttributeNames={f"#{c}": c for c in quota.COUNTERS},
+                        ExpressionAttributeValues={
+                            f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()
+                        },
+                        ReturnValues="UPDATED_NEW",
+                    )
+                except Exception as exc:
+                    # A reservation transaction in flight on the item rejects plain writes; botocore
+                    # does not retry that, and settlement is off the critical path, so wait and retry.
+                    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                    if code != "TransactionConflictException" or attempt == _CONFLICT_RETRIES:
+                        raise
+                    time.sleep(random.uniform(0.01, 0.05) * (2**attempt))
+            raise AssertionError("unreachable")
 
         results = await asyncio.gather(
             *(asyncio.to_thread(add, charge) for charge in reservation.plan.charges), return_exceptions=True
