@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewayctl.local import eventstream
-from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
 from gatewayctl.local.replies import Reply, known_model, make_reply
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
@@ -154,7 +154,7 @@ class BedrockEmulator:
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         fault = decision.fault
-        if fault and fault.kind == "timeout":
+        if fault and (fault.kind == "timeout" or (fault.kind == "stall" and operation == "invoke")):
             await hang(request, fault.hang_seconds)
         if fault and (fault.kind == "error" or (fault.kind == "midstream" and operation == "invoke")):
             raise fault_error(fault if fault.kind == "error" else Fault(kind="error", status=500))
@@ -183,9 +183,8 @@ class BedrockEmulator:
             _, reply, decision = await self._prepare(request, "invoke_stream")
         except BedrockError as exc:
             return exc.response()
-        fault = decision.fault if decision.fault and decision.fault.kind == "midstream" else None
         return StreamingResponse(
-            _stream(reply, fault, started),
+            _stream(reply, stream_fault(decision), started),
             media_type="application/vnd.amazon.eventstream",
             headers={
                 "x-amzn-RequestId": str(uuid.uuid4()),
@@ -198,6 +197,9 @@ async def _stream(reply: Reply, fault: Fault | None, started: float) -> AsyncIte
     events = reply.events()
     first_byte_ms = int((time.monotonic() - started) * 1000)
     for n, event in enumerate(events):
+        if fault is not None and n >= fault.after_events and fault.kind == "stall":
+            await asyncio.sleep(fault.hang_seconds)
+            return
         if fault is not None and n >= fault.after_events:
             name = fault.error_type or "modelStreamErrorException"
             extra = (

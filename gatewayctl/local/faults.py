@@ -8,6 +8,8 @@ requests or, with count null, until cleared. Kinds:
 - `timeout`: hang before answering (until the client goes away, or `hang_seconds`).
 - `midstream`: stream `after_events` events, then a stream error (`error_type`, e.g.
   modelStreamErrorException); for non-streaming requests it acts like a 500.
+- `stall`: stream `after_events` events, then send nothing more for `hang_seconds` and close
+  the stream unfinished (a stalled upstream); for non-streaming requests it acts like `timeout`.
 - `latency`: add `latency_ms` before answering; it stacks with the other kinds.
 
 Control API (on the emulator's control port, JSON):
@@ -35,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-KINDS = ("error", "throttle", "timeout", "midstream", "latency")
+KINDS = ("error", "throttle", "timeout", "midstream", "stall", "latency")
+STREAM_KINDS = ("midstream", "stall")  # faults that act inside a stream
 
 
 @dataclass
@@ -185,3 +188,9 @@ def json_or_none(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def stream_fault(decision: Decision) -> Fault | None:
+    """The fault to apply inside a stream, if this request got one."""
+    fault = decision.fault
+    return fault if fault is not None and fault.kind in STREAM_KINDS else None

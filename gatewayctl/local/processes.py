@@ -4,6 +4,7 @@ answer, and stop them so that nothing is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -112,10 +113,8 @@ def stop(pid: int, *, timeout: float = 10.0) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -2,8 +2,9 @@
 
 Usage is realistic enough for quota and cost tests: input tokens from the body size (about 4 bytes
 per token, as English text averages), output tokens one per word of the reply. max_tokens is
-honoured (the reply is cut and stop_reason is "max_tokens"), and a request that offers tools and
-asks for one ("use the tool", "call <name>", "use <name>") gets a tool_use reply.
+honoured (the reply is cut, stop_reason "max_tokens"), so are stop_sequences (the reply ends
+before the first word that contains one, stop_reason "stop_sequence"), and a request that offers
+tools and asks for one ("use the tool", "call <name>", "use <name>") gets a tool_use reply.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Reply:
     tool_use: dict[str, Any] | None
     stop_reason: str
     input_tokens: int
+    stop_sequence: str | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -59,13 +61,13 @@ class Reply:
             "model": self.model,
             "content": self.content(),
             "stop_reason": self.stop_reason,
-            "stop_sequence": None,
+            "stop_sequence": self.stop_sequence,
             "usage": self.usage(),
         }
 
     def events(self) -> list[dict[str, Any]]:
         """The Anthropic streaming events, in order, as the Messages API sends them."""
-        start = {**self.message(), "content": [], "stop_reason": None}
+        start = {**self.message(), "content": [], "stop_reason": None, "stop_sequence": None}
         start["usage"] = {**self.usage(), "output_tokens": 1}
         events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
         index = 0
@@ -103,7 +105,7 @@ class Reply:
         events.append(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence},
                 "usage": {"output_tokens": self.output_tokens},
             }
         )
@@ -138,8 +140,16 @@ def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
             "input": _example_input(tool.get("input_schema") or {}),
         }
         stop_reason = "tool_use"
+    stop_sequence = None
+    for i, word in enumerate(words):
+        hit = next(
+            (s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s and s in word), None
+        )
+        if hit is not None:
+            words, tool_use, stop_reason, stop_sequence = words[:i], None, "stop_sequence", hit
+            break
     if len(words) > max_tokens:
-        words, tool_use, stop_reason = words[:max_tokens], None, "max_tokens"
+        words, tool_use, stop_reason, stop_sequence = words[:max_tokens], None, "max_tokens", None
     return Reply(
         message_id="msg_emu" + digest[:24],
         model=model_name(model_id),
@@ -147,6 +157,7 @@ def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
         tool_use=tool_use,
         stop_reason=stop_reason,
         input_tokens=max(1, raw_size // 4),
+        stop_sequence=stop_sequence,
     )
 
 

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
 from gatewayctl.local.replies import Reply, known_model, make_reply
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -210,9 +210,8 @@ class VertexEmulator:
         reply = make_reply(body, len(raw), model)
         if operation == "rawPredict":
             return JSONResponse(reply.message(), headers={"request-id": "req_vrtx_" + uuid.uuid4().hex[:20]})
-        midstream = decision.fault if decision.fault and decision.fault.kind == "midstream" else None
         return StreamingResponse(
-            _sse(reply, midstream),
+            _sse(reply, stream_fault(decision)),
             media_type="text/event-stream",
             headers={"request-id": "req_vrtx_" + uuid.uuid4().hex[:20], "cache-control": "no-cache"},
         )
@@ -224,7 +223,7 @@ async def _apply(request: Request, decision: Decision, *, streaming: bool) -> Re
     fault = decision.fault
     if fault is None:
         return None
-    if fault.kind == "timeout":
+    if fault.kind == "timeout" or (fault.kind == "stall" and not streaming):
         await hang(request, fault.hang_seconds)
         return google_error(504, "Deadline exceeded")
     if fault.kind == "error":
@@ -259,6 +258,9 @@ async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
     events = reply.events()
     events.insert(1, {"type": "ping"})
     for n, event in enumerate(events):
+        if fault is not None and n >= fault.after_events and fault.kind == "stall":
+            await asyncio.sleep(fault.hang_seconds)
+            return
         if fault is not None and n >= fault.after_events:
             error = {
                 "type": "error",

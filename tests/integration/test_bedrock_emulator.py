@@ -315,3 +315,27 @@ def test_chunk_payload_is_base64_json_on_the_wire(faults):
     assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
     assert first.headers[":event-type"] == "chunk"
     assert json.loads(base64.b64decode(json.loads(first.payload)["bytes"]))["type"] == "message_start"
+
+
+def test_stop_sequences_end_the_reply(bedrock):
+    message = json.loads(
+        bedrock()
+        .invoke_model(modelId=MODEL, body=body("alpha beta STOP gamma", stop_sequences=["STOP"]))["body"]
+        .read()
+    )
+    assert message["stop_reason"] == "stop_sequence" and message["stop_sequence"] == "STOP"
+    assert message["content"][0]["text"] == "Emulated reply to: alpha beta"
+
+
+def test_a_stalled_stream_sends_some_events_then_nothing(faults, bedrock):
+    faults.set_fault("us-east-1", "stall", after_events=2, hang_seconds=10, count=1)
+    client = bedrock(read_timeout=0.5)
+
+    got = []
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:  # urllib3's read timeout, surfaced while iterating
+        for event in client.invoke_model_with_response_stream(modelId=MODEL, body=body())["body"]:
+            got.append(json.loads(event["chunk"]["bytes"])["type"])
+    assert "timeout" in type(caught.value).__name__.lower() or "timed out" in str(caught.value).lower()
+    assert got == ["message_start", "content_block_start"]
+    assert time.monotonic() - started < 5

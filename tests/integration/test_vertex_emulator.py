@@ -150,9 +150,12 @@ def test_throttle_then_recover_per_region(faults, wif_token):
 def test_midstream_error_is_an_sse_error_event(faults, wif_token):
     faults.set_fault("us-east5", "midstream", after_events=3, provider="vertex")
     client = sdk(faults, wif_token)
-    with pytest.raises(anthropic.APIStatusError) as caught, client.messages.stream(
-        model=MODEL, max_tokens=50, extra_body=VERSION, messages=[{"role": "user", "content": "x"}]
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client.messages.stream(
+            model=MODEL, max_tokens=50, extra_body=VERSION, messages=[{"role": "user", "content": "x"}]
+        ) as stream,
+    ):
         for _ in stream:
             pass
     assert caught.value.body["error"]["type"] == "overloaded_error"
@@ -167,3 +170,21 @@ def test_server_errors_until_cleared(faults, wif_token):
     faults.clear_faults(provider="vertex")
     statuses.append(httpx.post(url(faults, "rawPredict"), json=body(), headers=headers).status_code)
     assert statuses == [503, 503, 200]
+
+
+def test_a_stalled_stream_sends_some_events_then_nothing(faults, wif_token):
+    faults.set_fault("us-east5", "stall", after_events=2, hang_seconds=10, count=1, provider="vertex")
+    lines = []
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream(
+            "POST",
+            url(faults, "streamRawPredict"),
+            json=body(),
+            timeout=httpx.Timeout(5, read=0.5),
+            headers={"Authorization": f"Bearer {wif_token}"},
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            lines.append(line)
+    assert [x for x in lines if x.startswith("event: ")] == ["event: message_start", "event: ping"]
