@@ -211,3 +211,34 @@ def test_bad_commands_exit_non_zero_and_write_nothing(run_cli, moto_tables, argv
     assert code != 0
     assert err.startswith("gatewayctl: error:")
     assert _all_items(moto_tables) == before
+
+
+def test_the_console_script_against_a_local_stack_file(moto_tables, tmp_path):
+    """The installed `gatewayctl` in a fresh process, finding the stack through .local/stack.json."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = moto_tables.target
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"region": target.region, "outputs": target.outputs, "moto_endpoint": target.endpoint_url})
+    )
+    env = {
+        **os.environ,
+        "GATEWAY_LOCAL_DIR": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    script = Path(sys.executable).with_name("gatewayctl")
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), *argv], env=env, capture_output=True, text=True, timeout=60)
+
+    created = run("--json", "tenant", "create", "acme", "--limit", "requests_per_minute=5")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["limits"] == {"requests_per_minute": 5}
+    refused = run("principal", "add", "nope", "sub-1", "--role", "viewer")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "gatewayctl: error: unknown tenant 'nope'"
+    assert tenancy.list_principals(target, "nope") == []
