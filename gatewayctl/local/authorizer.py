@@ -180,6 +180,9 @@ class CognitoAuthorizer:
         client = scope.get("client") or ("127.0.0.1", 0)
         now = datetime.now(UTC)
         context: dict[str, Any] = {
+            "accountId": "123456789012",  # moto's default account
+            "apiId": "local",
+            "domainName": _header(headers, b"host"),
             "resourcePath": scope["path"],
             "httpMethod": scope.get("method", "GET"),
             "path": f"/{self.stage}{scope['path']}",

@@ -86,11 +86,14 @@ def test_claims_become_strings_the_way_api_gateway_renders_them():
 
 
 def test_valid_token_reaches_the_app_with_the_request_context():
-    status, _, context = call({"Authorization": f"Bearer {token()}", "User-Agent": "ua"})
+    status, _, context = call(
+        {"Authorization": f"Bearer {token()}", "User-Agent": "ua", "Host": "gw.example"}
+    )
     assert status == 200
     assert context["authorizer"]["claims"]["sub"] == "u-1"
     assert context["authorizer"]["claims"]["cognito:groups"] == "a,b"
     assert context["identity"] == {"sourceIp": "10.0.0.9", "userAgent": "ua"}
+    assert context["domainName"] == "gw.example" and context["httpMethod"] == "POST"
 
 
 @pytest.mark.parametrize(
