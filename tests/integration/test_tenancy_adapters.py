@@ -342,3 +342,25 @@ async def test_persistent_conflicts_end_in_429_retry_after_1(moto_tables):
         await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
     assert refused.value.headers["retry-after"] == "1"
     assert stored(moto_tables, "USAGE#acme", minute_sk()) == {}
+
+
+async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tables):
+    import dataclasses
+    import time
+
+    target = moto_tables.target
+    admin.create_tenant(target, "acme")
+    admin.add_principal(target, "acme", "sub-1", ["basic_user"])
+    settings = dataclasses.replace(moto_tables.settings, principal_cache_ttl_seconds=0.3)
+    tenancy = DynamoTenancy(settings, CATALOG, client=moto_tables.ddb)
+    principal = await tenancy.resolve(identity("sub-1"))
+    admin.suspend_tenant(target, "acme")
+    admin.set_roles(target, "sub-1", ["viewer"])
+    assert (await tenancy.resolve(identity("sub-1"))).roles == ("basic_user",)  # cached: no read
+    time.sleep(0.35)
+    with pytest.raises(PermissionDeniedError, match="tenant is suspended"):
+        await tenancy.resolve(identity("sub-1"))
+    admin.suspend_tenant(target, "acme", suspended=False)
+    time.sleep(0.35)
+    with pytest.raises(PermissionDeniedError, match="creating messages"):
+        await tenancy.authorize(principal, request())
