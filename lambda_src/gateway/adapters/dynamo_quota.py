@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.adapters.dynamo_tenancy import Directory, from_item
@@ -44,7 +44,7 @@ class DynamoReservation:
     principal_id: str
     plan: quota.QuotaPlan
     headers: dict[str, str]
-    done: bool = field(default=False)
+    done: bool = False
 
     @property
     def amount(self) -> quota.Amount:
@@ -255,9 +255,7 @@ class DynamoQuota:
     ) -> RateLimitError:
         message = quota.refusal_message(charge)
         if alone:
-            message = (
-                f"this request alone exceeds the {charge.window.name} limit ({quota.refusal_message(charge)})"
-            )
+            message = f"this request alone (input + max_tokens) exceeds a limit: {message}"
         used = {(c.pk, c.sk): self._known.get((c.pk, c.sk), {}) for c in plan.charges}
         # The refusing window is spent as far as the caller is concerned.
         used[(charge.pk, charge.sk)] = {**used[(charge.pk, charge.sk)], **charge.limits}
