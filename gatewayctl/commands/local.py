@@ -104,20 +104,20 @@ def _up(args: Any) -> int:
     ]
     command += ["--no-vertex"] * args.no_vertex + ["--no-demo"] * args.no_demo
     child = processes.spawn("stack", command, env={}, log_dir=LOCAL_STATE.parent / "logs")
-    state = _wait_for_state(child, args.timeout)
-    if getattr(args, "json", False):
-        emit(args, state)
-    else:
-        print(how_to_call(state))
-    if args.detach:
-        return 0
-    print("\nCtrl-C stops the stack.")
     try:
+        state = _wait_for_state(child, args.timeout)
+        if getattr(args, "json", False):
+            emit(args, state)
+        else:
+            print(how_to_call(state))
+        if args.detach:
+            return 0
+        print("\nCtrl-C stops the stack.", flush=True)
         while processes.alive(child.pid):
             time.sleep(0.5)
         print(f"the stack exited; its log:\n{processes.tail(child.log)}")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also during start-up: never leave the stack behind
         processes.stop(child.pid)
         LOCAL_STATE.unlink(missing_ok=True)
         print("local stack stopped")

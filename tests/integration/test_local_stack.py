@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import anthropic
@@ -258,3 +261,37 @@ def test_vertex_serves_when_every_bedrock_region_fails(
     assert text == "Emulated reply to: fall back"
     assert faults.request_counts("vertex") == {"europe-west1": {"total": 1, "streamRawPredict": 1}}
     assert local_stack.vertex.exchanges >= 1  # the app got its token from the emulated STS (WIF)
+
+
+def test_foreground_local_up_stops_everything_on_ctrl_c(tmp_path, ports):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
+    }
+    env.update(GATEWAY_LOCAL_DIR=str(tmp_path / ".local"), PYTHONUNBUFFERED="1")
+    flags = [str(x) for pair in ports.items() for x in pair]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "gatewayctl.cli", "local", "up", "--no-demo", *flags],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state_file = tmp_path / ".local" / "stack.json"
+    try:
+        for line in parent.stdout:  # up and waiting
+            if "Ctrl-C stops the stack" in line:
+                break
+        state = json.loads(state_file.read_text())
+        parent.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, _ = parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+    assert parent.returncode == 0
+    assert "local stack stopped" in out
+    assert not alive(state["pid"])
+    assert not state["pump_pid"] or not alive(state["pump_pid"])
+    assert not state_file.exists()
