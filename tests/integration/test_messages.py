@@ -121,3 +121,26 @@ def test_no_token_is_401(stack) -> None:
     with sdk, pytest.raises(anthropic.AuthenticationError):
         sdk.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert stack.calls("us-east-1") == 0
+
+
+def test_audit_down_is_503_and_no_model_is_called(client, stack) -> None:
+    stack.audit.fail_requests = True
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        client.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+
+    assert caught.value.status_code == 503
+    assert stack.calls("us-east-1") + stack.calls("us-west-2") == 0
+    assert stack.quota.released  # the reservation was given back
+    [outcome] = stack.outcomes()
+    assert outcome.outcome == "error" and outcome.status == 503
+
+
+def test_quota_refusal_is_429_with_retry_after(client, stack) -> None:
+    stack.quota.refuse = True
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.response.headers["request-id"]
+    assert stack.calls("us-east-1") == 0
+    assert stack.outcomes()[0].outcome == "denied"

@@ -331,3 +331,14 @@ async def test_count_tokens_estimates_without_calling_a_model(world: World) -> N
     assert response.status_code == 200
     assert response.json() == {"input_tokens": 100}
     assert world.upstream_calls == 0
+
+
+async def test_model_not_served_in_the_residency_is_404_without_upstream_call() -> None:
+    world = World()
+    world.tenancy.residency = "apac"  # no upstream chain configured for apac
+    response = await world.post(BODY)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+    assert world.upstream_calls == 0
+    assert world.quota.released  # the reservation made before the chain was given back

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.domain.breaker import Breakers, breaker_key
 from gateway.domain.catalog import CatalogEntry
-from gateway.domain.errors import ApiError, OverloadedError, UpstreamError
+from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
 from gateway.domain.ports import Attempt, Exchange
 
 NEXT, RETRY, CLIENT, MISCONFIG = "next", "retry", "client", "misconfig"
@@ -109,7 +109,8 @@ class FailoverChain:
             (up, mid) for up in self.upstreams.get(residency, ()) if (mid := up.model_id(entry, residency))
         ]
         if not chain:
-            raise ApiError(f"no upstream serves {entry.alias} for data residency {residency!r}")
+            # Policy should have refused this already; answer as for a model that does not exist here.
+            raise NotFoundError(f"model {entry.alias} is not available in data residency {residency!r}")
         self.breakers.maybe_refresh(breaker_key(up.provider, up.region) for up, _ in chain)
         open_skipped = [c for c in chain if self.breakers.allows(breaker_key(c[0].provider, c[0].region))]
         # Every breaker open: try them all anyway rather than refuse; one may have recovered.
