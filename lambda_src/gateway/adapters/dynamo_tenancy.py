@@ -80,7 +80,8 @@ class Directory:
         self._client = client
         self._ttl = settings.principal_cache_ttl_seconds
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        # in-flight loads per (event loop, key): apps in other threads (tests, local stack) share a cache
+        self._inflight: dict[tuple[int, str, str], asyncio.Future[Any]] = {}
 
     @classmethod
     def shared(cls, settings: Settings, client: Any = None) -> Directory:
@@ -122,11 +123,13 @@ class Directory:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        pending = self._inflight.get(key)
+        loop = asyncio.get_running_loop()
+        flight = (id(loop), *key)
+        pending = self._inflight.get(flight)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        future: asyncio.Future[Any] = loop.create_future()
+        self._inflight[flight] = future
         try:
             value = await _guarded(asyncio.to_thread(load))
         except Exception as exc:
@@ -137,7 +140,7 @@ class Directory:
             future.cancel()
             raise
         finally:
-            self._inflight.pop(key, None)
+            self._inflight.pop(flight, None)
         future.set_result(value)
         if value is not None:  # unknown ids are not cached: a principal added now works at once
             self._cache[key] = (time.monotonic() + self._ttl, value)
