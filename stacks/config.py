@@ -7,6 +7,7 @@ stops synthesis with a message that says where to look. docs/environments.md sho
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class EnvironmentConfig:
     account: str | None = None  # None: env-agnostic stacks (region/account resolved at deploy time)
     region: str | None = None
     vertex_project: str | None = None
+    # Workload Identity Federation external-account JSON (audience, token URL; no secret in it)
+    vertex_wif_config: str | None = None
     audit_retention_days: int = 30
     object_lock_mode: str = "GOVERNANCE"
     audit_stream_retention_hours: int = (
@@ -159,6 +162,13 @@ class EnvironmentConfig:
                     self._fail(f"{where}.vertex_region", f"{up.vertex_region!r} is not a Google Cloud region")
                 if not self.vertex_project:
                     self._fail("vertex_project", f"required because {where} has a Vertex region")
+        if self.vertex_wif_config is not None:
+            try:
+                wif = json.loads(self.vertex_wif_config)
+            except ValueError:
+                wif = None
+            if not isinstance(wif, dict) or wif.get("type") != "external_account":
+                self._fail("vertex_wif_config", "an external_account credential configuration (JSON)")
         if self.vertex_project is not None and not _GCP_PROJECT.match(self.vertex_project):
             self._fail("vertex_project", f"{self.vertex_project!r} is not a Google Cloud project id")
         if self.object_lock_mode not in OBJECT_LOCK_MODES:
@@ -233,6 +243,29 @@ _EU = Upstreams(bedrock_regions=("eu-central-1", "eu-west-1", "eu-west-3"), vert
 _APAC = Upstreams(bedrock_regions=("ap-northeast-1", "ap-northeast-3"), vertex_region="asia-southeast1")
 _GLOBAL = Upstreams(bedrock_regions=("us-east-1", "eu-central-1"), vertex_region="global")
 
+def wif_config(project_number: str, pool: str, provider: str) -> str:
+    """A Workload Identity Federation credential configuration with AWS as the identity provider.
+
+    In Lambda, google.auth.aws signs GetCallerIdentity with the function's own credentials (environment
+    variables), so no Google key exists anywhere.
+    """
+    return json.dumps(
+        {
+            "type": "external_account",
+            "audience": f"//iam.googleapis.com/projects/{project_number}/locations/global/"
+            f"workloadIdentityPools/{pool}/providers/{provider}",
+            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "credential_source": {
+                "environment_id": "aws1",
+                "regional_cred_verification_url": "https://sts.{region}.amazonaws.com"
+                "?Action=GetCallerIdentity&Version=2011-06-15",
+            },
+        },
+        sort_keys=True,
+    )
+
+
 ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
     {
         "dev": EnvironmentConfig(
@@ -254,6 +287,7 @@ ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
             name="staging",
             upstreams=_frozen({"us": _US, "eu": _EU, "global": _GLOBAL}),
             vertex_project="acme-claude-staging",
+            vertex_wif_config=wif_config("210987654321", "claude-gateway-staging", "aws"),
             audit_retention_days=30,
             object_lock_mode="GOVERNANCE",
             cognito_domain_prefix="acme-claude-gateway-staging",
@@ -276,6 +310,7 @@ ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
             name="prod",
             upstreams=_frozen({"us": _US, "eu": _EU, "apac": _APAC, "global": _GLOBAL}),
             vertex_project="acme-claude-prod",
+            vertex_wif_config=wif_config("123456789012", "claude-gateway-prod", "aws"),
             audit_retention_days=2557,  # 7 years
             object_lock_mode="COMPLIANCE",
             cognito_domain_prefix="acme-claude-gateway",

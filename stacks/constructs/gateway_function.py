@@ -143,6 +143,8 @@ class GatewayFunction(Construct):
         if config.vertex_project:
             environment["VERTEX_PROJECT"] = config.vertex_project
             environment["VERTEX_REGIONS"] = json.dumps(config.vertex_regions(), sort_keys=True)
+        if config.vertex_wif_config:
+            environment["VERTEX_WIF_CONFIG"] = config.vertex_wif_config
 
         self.function = lambda_.Function(
             self,

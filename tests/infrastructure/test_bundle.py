@@ -40,3 +40,30 @@ def test_bundle_ships_no_bytecode_and_an_executable_entry(dev):
     assert list(asset.rglob("*.pyc")) == []
     assert os.access(asset / "run.sh", os.X_OK)
     assert "gateway.main:app" in (asset / "run.sh").read_text()
+
+
+def test_shipped_google_auth_builds_wif_credentials_without_cryptography(dev):
+    # The Vertex path, as the Lambda would run it: the bundle's own google-auth, no cryptography available.
+    import subprocess
+    import sys
+
+    from stacks.config import load
+
+    script = (
+        "import sys, json; sys.modules['cryptography'] = None\n"
+        "from google.auth import aws\n"
+        "import google.auth\n"
+        "assert google.auth.__file__.startswith(sys.argv[1]), google.auth.__file__\n"
+        "creds = aws.Credentials.from_info(json.loads(sys.argv[2]), scopes=['x'])\n"
+        "print(type(creds).__name__)\n"
+    )
+    asset = str(_asset_dir(dev))
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, asset, load("prod").vertex_wif_config],
+        env={"PYTHONPATH": asset, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "Credentials"

@@ -33,6 +33,7 @@ def test_unknown_environment_names_the_known_ones():
         ({"log_retention_days": 15}, "log_retention_days"),
         ({"mfa": "SOMETIMES"}, "mfa"),
         ({"alarm_email": "not-an-address"}, "alarm_email"),
+        ({"vertex_wif_config": '{"type": "service_account"}'}, "vertex_wif_config"),
         ({"callback_urls": ("http://portal.example.com/cb",)}, "callback_urls"),
         ({"cognito_domain_prefix": "Has Spaces"}, "cognito_domain_prefix"),
         ({"upstreams": {"mars": Upstreams(("us-east-1",))}}, r"upstreams\['mars'\]"),
