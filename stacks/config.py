@@ -48,9 +48,10 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
-# Lambda Web Adapter layer (AWS-maintained, public): arm64 build, pinned version.
+# Lambda Web Adapter layer (AWS-maintained, public; awslabs/aws-lambda-web-adapter): arm64 build, pinned.
+# Bump it with LWA releases; the layer ARN is the same in every commercial region.
 LWA_LAYER_ACCOUNT = "753240598075"
-LWA_LAYER_VERSION = 24
+LWA_LAYER_VERSION = 28
 
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -242,6 +243,7 @@ _US = Upstreams(bedrock_regions=("us-east-1", "us-west-2", "us-east-2"), vertex_
 _EU = Upstreams(bedrock_regions=("eu-central-1", "eu-west-1", "eu-west-3"), vertex_region="europe-west1")
 _APAC = Upstreams(bedrock_regions=("ap-northeast-1", "ap-northeast-3"), vertex_region="asia-southeast1")
 _GLOBAL = Upstreams(bedrock_regions=("us-east-1", "eu-central-1"), vertex_region="global")
+
 
 def wif_config(project_number: str, pool: str, provider: str) -> str:
     """A Workload Identity Federation credential configuration with AWS as the identity provider.

@@ -45,6 +45,25 @@ _SCHEMAS = {
 }
 
 
+# (API Gateway response type, HTTP status, Anthropic error type)
+GATEWAY_ERRORS = (
+    (apigateway.ResponseType.UNAUTHORIZED, "401", "authentication_error"),
+    (apigateway.ResponseType.ACCESS_DENIED, "403", "permission_error"),
+    (apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found_error"),  # unknown path
+    (apigateway.ResponseType.BAD_REQUEST_BODY, "400", "invalid_request_error"),
+    (apigateway.ResponseType.THROTTLED, "429", "rate_limit_error"),
+    (apigateway.ResponseType.REQUEST_TOO_LARGE, "413", "request_too_large"),
+    (apigateway.ResponseType.DEFAULT_5_XX, "500", "api_error"),
+)
+
+
+def _error_template(error_type: str) -> str:
+    return (
+        '{"type":"error","error":{"type":"%s","message":$context.error.messageString},'
+        '"request_id":"$context.requestId"}' % error_type
+    )
+
+
 class GatewayApi(Construct):
     def __init__(
         self,
@@ -110,27 +129,14 @@ class GatewayApi(Construct):
                 authorization_scopes=[invoke_scope],
                 **options,
             )
-        # Errors API Gateway answers itself (authorizer, validation, throttling) in the Anthropic error shape.
-        for response_type, error_type in (
-            (apigateway.ResponseType.UNAUTHORIZED, "authentication_error"),
-            (apigateway.ResponseType.ACCESS_DENIED, "permission_error"),
-            (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request_error"),
-            (apigateway.ResponseType.THROTTLED, "rate_limit_error"),
-            (apigateway.ResponseType.REQUEST_TOO_LARGE, "request_too_large"),
-            (apigateway.ResponseType.DEFAULT_5_XX, "api_error"),
-        ):
+        # Errors API Gateway answers itself (authorizer, validation, throttling, unknown paths) in the Anthropic
+        # error shape. $context.error.messageString is already a quoted, escaped JSON string.
+        for response_type, status, error_type in GATEWAY_ERRORS:
             self.api.add_gateway_response(
                 f"{error_type}-{response_type.response_type}",
                 type=response_type,
-                templates={
-                    "application/json": json.dumps(
-                        {
-                            "type": "error",
-                            "error": {"type": error_type, "message": "$context.error.message"},
-                            "request_id": "$context.requestId",
-                        }
-                    )
-                },
+                status_code=status,
+                templates={"application/json": _error_template(error_type)},
                 response_headers={"request-id": "context.requestId"},
             )
         self.web_acl = self._waf(config) if config.waf_enabled else None

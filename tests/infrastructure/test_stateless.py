@@ -210,3 +210,22 @@ def test_user_pool_mfa_and_threat_protection_per_environment(dev, prod):
     _, client = only(prod.stateless, "AWS::Cognito::UserPoolClient")
     assert client["Properties"]["AllowedOAuthFlows"] == ["code"]
     assert client["Properties"].get("GenerateSecret") in (None, False)
+
+
+def test_gateway_errors_use_the_anthropic_error_shape(synthesized):
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in resources(synthesized.stateless, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert responses["THROTTLED"]["StatusCode"] == "429"
+    template = responses["UNAUTHORIZED"]["ResponseTemplates"]["application/json"]
+    # What API Gateway renders: messageString arrives as a JSON string literal.
+    rendered = template.replace("$context.error.messageString", '"Unauthorized"').replace(
+        "$context.requestId", "abc"
+    )
+    assert json.loads(rendered) == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Unauthorized"},
+        "request_id": "abc",
+    }
