@@ -57,11 +57,14 @@ GATEWAY_ERRORS = (
 )
 
 
+_ERROR_TEMPLATE = (
+    '{"type":"error","error":{"type":"ERROR_TYPE","message":$context.error.messageString},'
+    '"request_id":"$context.requestId"}'
+)
+
+
 def _error_template(error_type: str) -> str:
-    return (
-        '{"type":"error","error":{"type":"%s","message":$context.error.messageString},'
-        '"request_id":"$context.requestId"}' % error_type
-    )
+    return _ERROR_TEMPLATE.replace("ERROR_TYPE", error_type)
 
 
 class GatewayApi(Construct):
