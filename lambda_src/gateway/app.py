@@ -205,9 +205,13 @@ class GatewayMiddleware:
                 observability.log.error("unhandled error", exc_info=exc)
             if started:
                 raise
-            headers = [(b"content-type", b"application/json"), rid_header]
-            headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
+            body = error.body_bytes()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers += [
+                rid_header,
+                *((k.lower().encode(), str(v).encode()) for k, v in error.headers.items()),
+            ]
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
-            await send({"type": "http.response.body", "body": error.body_bytes()})
+            await send({"type": "http.response.body", "body": body})
         finally:
             observability.request_id_var.reset(token)

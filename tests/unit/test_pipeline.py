@@ -342,3 +342,17 @@ async def test_model_not_served_in_the_residency_is_404_without_upstream_call() 
     assert response.json()["error"]["type"] == "not_found_error"
     assert world.upstream_calls == 0
     assert world.quota.released  # the reservation made before the chain was given back
+
+
+async def test_two_request_context_headers_are_trusted_by_no_one(world: World) -> None:
+    transport = httpx.ASGITransport(app=world.app)
+    headers = [
+        ("x-amzn-request-context", context_header()),
+        ("x-amzn-request-context", context_header("admin")),
+    ]
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.post("/v1/messages", json=BODY, headers=headers)
+
+    assert response.status_code == 401
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert world.upstream_calls == 0

@@ -24,13 +24,11 @@ def request_context(scope: dict[str, Any]) -> dict[str, Any]:
     """The parsed request context (cached in the scope); {} when absent or unreadable."""
     state = scope.setdefault("state", {})
     if "gateway_context" not in state:
-        raw = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-amzn-request-context":
-                raw = value
-                break
+        # The Lambda Web Adapter replaces any client-sent copy of this header (HeaderMap::insert) and the
+        # local authorizer strips it; more than one copy means something upstream is wrong: trust none.
+        values = [value for name, value in scope.get("headers", ()) if name == b"x-amzn-request-context"]
         try:
-            context = json.loads(raw) if raw else {}
+            context = json.loads(values[0]) if len(values) == 1 else {}
         except ValueError:
             context = {}
         state["gateway_context"] = context if isinstance(context, dict) else {}
