@@ -18,7 +18,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from gateway.models.audit import PARTITION_KEYS, glue_columns
 
+from stacks.audit_queries import ACCESS_LOG_FORMAT as WITNESS_FIELDS
+from stacks.audit_queries import ACCESS_LOG_TABLE, AUDIT_TABLE, NAMED_QUERIES
 from stacks.config import EnvironmentConfig
 from stacks.constructs.common import log_group, pin_logical_id
 from stacks.definitions import ACCESS_LOGS_PREFIX, ATHENA_RESULTS_PREFIX, AUDIT_RECORDS_PREFIX
@@ -31,45 +34,18 @@ LOG_BUCKET_ID = "AuditLogBucket"
 RESULTS_BUCKET_ID = "AthenaResultsBucket"
 AUDIT_DLQ_ID = "AuditDlq"
 
-# The JSON fields of an API Gateway access-log line (the stateless stack writes this format).
+# The JSON fields of an API Gateway access-log line: the witness fields the audit tooling reads
+# (stacks/audit_queries.py), plus latency and WAF fields for operators. No principal id: the bucket is
+# immutable, and GDPR erasure must leave nothing in it that names a person.
 ACCESS_LOG_FORMAT: dict[str, str] = {
-    "request_id": "$context.requestId",
+    **WITNESS_FIELDS,
     "extended_request_id": "$context.extendedRequestId",
-    "request_time": "$context.requestTimeEpoch",
-    "http_method": "$context.httpMethod",
-    "resource_path": "$context.resourcePath",
-    "status": "$context.status",
-    "response_length": "$context.responseLength",
-    "integration_status": "$context.integration.status",
     "integration_latency": "$context.integrationLatency",
     "response_latency": "$context.responseLatency",
-    "source_ip": "$context.identity.sourceIp",
-    "user_agent": "$context.identity.userAgent",
-    "principal": "$context.authorizer.claims.sub",
-    "client_id": "$context.authorizer.claims.client_id",
     "waf_status": "$context.waf.status",
-    "error_type": "$context.error.responseType",
 }
-_ACCESS_LOG_COLUMNS = [(name, "bigint" if name == "request_time" else "string") for name in ACCESS_LOG_FORMAT]
-
-
-def _glue_columns() -> list[tuple[str, str]]:
-    # One definition of the record schema, owned by the runtime's audit model.
-    from gateway.models.audit import glue_columns
-
-    return glue_columns()
-
-
-def _named_queries() -> dict[str, tuple[str, str]]:
-    from stacks.audit_queries import NAMED_QUERIES
-
-    return NAMED_QUERIES
-
-
-def _table_names() -> tuple[str, str]:
-    from stacks.audit_queries import ACCESS_LOG_TABLE, AUDIT_TABLE
-
-    return AUDIT_TABLE, ACCESS_LOG_TABLE
+# API Gateway renders every value as a JSON string ("-" when empty).
+_ACCESS_LOG_COLUMNS = [(name, "string") for name in ACCESS_LOG_FORMAT]
 
 
 class AuditTrail(Construct):
@@ -386,14 +362,13 @@ class AuditTrail(Construct):
                 description="claude-gateway audit trail",
             ),
         )
-        audit_table, access_table = _table_names()
         bucket_root = f"s3://{self.bucket.bucket_name}/"
         self.table = self._json_table(
             "AuditTable",
-            audit_table,
-            _glue_columns(),
+            AUDIT_TABLE,
+            glue_columns(),
             location=f"{bucket_root}{AUDIT_RECORDS_PREFIX}",
-            partitions=[("tenant", "string"), ("dt", "string")],
+            partitions=list(PARTITION_KEYS),
             projection={
                 # Tenants are not known at deploy time; queries name them (WHERE tenant = ...).
                 "projection.tenant.type": "injected",
@@ -404,7 +379,7 @@ class AuditTrail(Construct):
         )
         self.access_table = self._json_table(
             "AccessLogTable",
-            access_table,
+            ACCESS_LOG_TABLE,
             _ACCESS_LOG_COLUMNS,
             location=f"{bucket_root}{ACCESS_LOGS_PREFIX}",
             partitions=[("dt", "string")],
@@ -437,7 +412,7 @@ class AuditTrail(Construct):
                 ),
             ),
         )
-        for name, (description, sql) in sorted(_named_queries().items()):
+        for name, (description, sql) in sorted(NAMED_QUERIES.items()):
             athena.CfnNamedQuery(
                 self,
                 f"Query{_pascal(name)}",

@@ -195,3 +195,11 @@ def test_no_stateful_resource_has_a_physical_name(synthesized):
     assert "BucketName" not in template["AuditBucket"]["Properties"]
     assert "Name" not in template["AuditStream"]["Properties"]
     assert json.dumps(template).count("amazon-apigateway-") == 1  # the one name API Gateway requires
+
+
+def test_access_logs_in_the_immutable_bucket_name_no_person(synthesized):
+    # GDPR erasure cannot touch Object Lock objects, so nothing written there may identify a person.
+    _, stage = only(synthesized.stateless, "AWS::ApiGateway::Stage")
+    fmt = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+    assert not [v for v in fmt.values() if "claims" in v or "principal" in v.lower()]
+    assert "request_id" in fmt and "request_time" in fmt
