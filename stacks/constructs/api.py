@@ -266,6 +266,10 @@ class GatewayApi(Construct):
                 f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
                 f"aws-waf-logs-claude-gateway-{config.name}"
             ],
+            # Bearer tokens never reach the logs.
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})
+            ],
         ).node.add_dependency(waf_logs)
         wafv2.CfnWebACLAssociation(
             self,

@@ -229,3 +229,8 @@ def test_gateway_errors_use_the_anthropic_error_shape(synthesized):
         "error": {"type": "authentication_error", "message": "Unauthorized"},
         "request_id": "abc",
     }
+
+
+def test_waf_logs_redact_the_bearer_token(prod):
+    _, logging = only(prod.stateless, "AWS::WAFv2::LoggingConfiguration")
+    assert logging["Properties"]["RedactedFields"] == [{"SingleHeader": {"Name": "authorization"}}]
