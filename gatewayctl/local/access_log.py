@@ -2,19 +2,26 @@
 
 In the cloud, API Gateway writes one JSON line per request (the stack's format holds every field of
 stacks.audit_queries.ACCESS_LOG_FORMAT) and Firehose delivers it under access-logs/dt=<date>/.
-Locally, the authorizer in front of the app calls `write_access_log` once per request, after the
-response, with the same fields, so `gatewayctl audit verify` has the same witness to join against.
+Locally, `AccessLogMiddleware` (in front of the local authorizer) records one line per request with
+the same fields, so `gatewayctl audit verify` has the same witness to join against.
 
-One object per request: nothing is buffered, so nothing is lost when the local stack stops.
+The line is written off the request path, as API Gateway's own access logging is: the middleware
+hands it to an `AccessLogWriter` (one thread, which writes whatever has queued up as one object per
+day), so no request waits for S3 and no S3 put takes one of the event loop's executor threads, which
+the app's DynamoDB and Kinesis calls need. `LocalStack.stop()` closes the writer, which writes what
+is still queued first, so nothing is lost when the local stack stops.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
+import sys
+import threading
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from gatewayctl.local.pump import put_locked_object
@@ -53,31 +60,106 @@ def access_log_entry(
 
 
 def write_access_log(s3: Any, bucket: str, **fields: Any) -> str:
-    """Write one access-log line for a request (fields: those of `access_log_entry`); returns the key.
-
-    The key follows the stack's Firehose layout: access-logs/dt=<yyyy-mm-dd>/<name>.gz (UTC).
-    """
-    entry = access_log_entry(**fields)
-    when = time.gmtime(int(entry["request_time"]) / 1000)
-    key = f"{ACCESS_LOGS_PREFIX}dt={time.strftime('%Y-%m-%d', when)}/access-{uuid.uuid4().hex}.gz"
-    body = gzip.compress((json.dumps(entry, separators=(",", ":")) + "\n").encode(), mtime=0)
-    put_locked_object(s3, bucket, key, body, ContentEncoding="gzip")
+    """Write one access-log line for a request (fields: those of `access_log_entry`); returns the key."""
+    (key,) = write_access_logs(s3, bucket, [access_log_entry(**fields)])
     return key
+
+
+def write_access_logs(s3: Any, bucket: str, entries: Iterable[dict[str, str]]) -> list[str]:
+    """Write access-log lines (from `access_log_entry`), one object per UTC day; returns the keys.
+
+    The keys follow the stack's Firehose layout: access-logs/dt=<yyyy-mm-dd>/<name>.gz.
+    """
+    by_day: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for entry in entries:
+        by_day[time.strftime("%Y-%m-%d", time.gmtime(int(entry["request_time"]) / 1000))].append(entry)
+    keys = []
+    for day, lines in sorted(by_day.items()):
+        key = f"{ACCESS_LOGS_PREFIX}dt={day}/access-{uuid.uuid4().hex}.gz"
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines)
+        put_locked_object(s3, bucket, key, gzip.compress(text.encode(), mtime=0), ContentEncoding="gzip")
+        keys.append(key)
+    return keys
+
+
+class AccessLogWriter:
+    """One thread that writes queued access-log lines; what queued up while it wrote goes in one batch.
+
+    `submit` never blocks. `flush` waits until everything submitted so far is in S3 (tests, the
+    demo); `close` flushes and stops the thread. A batch that cannot be written is retried a few
+    times, then reported on stderr: `audit verify` would then show those requests as unwitnessed.
+    """
+
+    def __init__(self, s3: Any, bucket: str, *, max_batch: int = 500, retries: int = 3) -> None:
+        self.s3, self.bucket, self.max_batch, self.retries = s3, bucket, max_batch, retries
+        self._queue: list[dict[str, str]] = []
+        self._pending = 0  # submitted, not yet written (or given up on)
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, entry: dict[str, str]) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("access-log writer is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
+                self._thread.start()
+            self._queue.append(entry)
+            self._pending += 1
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """True once every line submitted so far is written (or given up on)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closed)
+                if not self._queue:
+                    return  # closed and drained
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._write(batch)
+            with self._cond:
+                self._pending -= len(batch)
+                self._cond.notify_all()
+
+    def _write(self, batch: list[dict[str, str]]) -> None:
+        for attempt in range(self.retries):
+            try:
+                write_access_logs(self.s3, self.bucket, batch)
+                return
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive a failed put
+                error = exc
+                time.sleep(0.1 * 2**attempt)
+        ids = ", ".join(e["request_id"] for e in batch[:5])
+        print(f"access log: {len(batch)} line(s) not written ({ids} ...): {error!r}", file=sys.stderr)
 
 
 class AccessLogMiddleware:
     """Wraps the local authorizer as the API Gateway stage wraps everything: one access-log line per
     request, whether the authorizer refused it or the app answered it.
 
-    Hook (gatewayctl/local/stack.py): serve `AccessLogMiddleware(authorizer, s3, bucket)` instead of
-    the authorizer itself. The request id is the one the authorizer put on the response (`request-id`),
-    the same id the app audits, as $context.requestId is in the cloud.
+    The local stack serves `AccessLogMiddleware(authorizer, s3, bucket)` (gatewayctl/local/stack.py).
+    The request id is the one the authorizer put on the response (`request-id`), the same id the app
+    audits, as $context.requestId is in the cloud. The line is handed to `self.writer` once the
+    response is finished; call `self.writer.flush()` to wait for it, `close()` when done.
     """
 
-    def __init__(self, app: Any, s3: Any, bucket: str) -> None:
+    def __init__(self, app: Any, s3: Any, bucket: str, *, writer: AccessLogWriter | None = None) -> None:
         self.app = app
         self.s3 = s3
         self.bucket = bucket
+        self.writer = writer or AccessLogWriter(s3, bucket)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -100,18 +182,17 @@ class AccessLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             headers = dict(scope.get("headers", []))
-            await asyncio.to_thread(
-                write_access_log,
-                self.s3,
-                self.bucket,
-                request_id=seen["request_id"] or f"unanswered-{uuid.uuid4()}",
-                ip=(scope.get("client") or ("-", 0))[0],
-                method=scope["method"],
-                path=scope["path"],
-                status=seen["status"],
-                user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
-                response_length=seen["length"],
-                # The local authorizer answers 401 itself, as API Gateway's Cognito authorizer does.
-                error_type="UNAUTHORIZED" if seen["status"] == 401 else "",
-                request_time=started,
+            self.writer.submit(
+                access_log_entry(
+                    request_id=seen["request_id"] or f"unanswered-{uuid.uuid4()}",
+                    ip=(scope.get("client") or ("-", 0))[0],
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=seen["status"],
+                    user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
+                    response_length=seen["length"],
+                    # The local authorizer answers 401 itself, as API Gateway's Cognito authorizer does.
+                    error_type="UNAUTHORIZED" if seen["status"] == 401 else "",
+                    request_time=started,
+                )
             )

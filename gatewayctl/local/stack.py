@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.local.access_log import AccessLogMiddleware
 from gatewayctl.local.authorizer import (
     PEOPLE_LOCAL_SCOPE,
     CognitoAuthorizer,
@@ -115,6 +116,7 @@ class LocalStack:
         self.vertex_endpoint = ""
         self.endpoint = ""  # the gateway, for anthropic.Anthropic(base_url=...)
         self.authorizer: CognitoAuthorizer | None = None
+        self.access_log: AccessLogMiddleware | None = None  # what the gateway port serves
         self.app: Any = None  # the gateway app (inside the authorizer)
         self._servers: list[ThreadedServer] = []
         self._pump: subprocess.Popen | None = None
@@ -214,9 +216,14 @@ class LocalStack:
             accepted_scopes=(self.cognito["invoke_scope"], PEOPLE_LOCAL_SCOPE),
             stage=self.options.env,
         )
+        # The stage around it all, as API Gateway's: one access-log line per request (authorizer
+        # refusals too), the independent witness `gatewayctl audit verify` joins the audit trail with.
+        self.access_log = AccessLogMiddleware(
+            self.authorizer, self.client("s3"), self.outputs["AuditBucketName"]
+        )
         sock = bind(self.options.ports.gateway, self.options.host, what="gateway")
         self._servers.append(
-            ThreadedServer(self.authorizer, [sock], name="gateway", log_level=self.options.log_level).start()
+            ThreadedServer(self.access_log, [sock], name="gateway", log_level=self.options.log_level).start()
         )
         self.endpoint = f"http://{self.options.host}:{port_of(sock)}"
         self._ports["gateway"] = port_of(sock)
@@ -260,6 +267,9 @@ class LocalStack:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self.access_log is not None:  # after the gateway stopped, before moto: nothing unwritten
+            self.access_log.writer.close()
+            self.access_log = None
         if self.moto_server is not None:
             self.moto_server.stop()
             self.moto_server = None
