@@ -77,6 +77,9 @@ class RuntimeStack:
     servers: list[ThreadedServer] = field(default_factory=list)
 
     def reset(self) -> None:
+        # The last test's outcome records are written in the background after its reply: let them land
+        # before clearing, or they would show up in the next test.
+        self.wait_background()
         for board in (self.bedrock.board, self.vertex.board):
             board.clear()
             board.reset_counts()
@@ -96,6 +99,12 @@ class RuntimeStack:
     def calls(self, target: str) -> int:
         board = self.vertex.board if target == VERTEX_REGION else self.bedrock.board
         return board.snapshot()["counts"].get(target, {}).get("total", 0)
+
+    def wait_background(self, timeout: float = 5.0) -> None:
+        """Wait for the app's background work (settle/release, outcome records) to finish."""
+        deadline = time.monotonic() + timeout
+        while self.app.state.background.pending and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def outcomes(self, count: int = 1, timeout: float = 5.0) -> list[Any]:
         """The audit outcomes, once `count` of them were written (they are written after the reply)."""

@@ -130,6 +130,7 @@ def test_audit_down_is_503_and_no_model_is_called(client, stack) -> None:
 
     assert caught.value.status_code == 503
     assert stack.calls("us-east-1") + stack.calls("us-west-2") == 0
+    stack.wait_background()
     assert stack.quota.released  # the reservation was given back
     [outcome] = stack.outcomes()
     assert outcome.outcome == "error" and outcome.status == 503

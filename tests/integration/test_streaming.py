@@ -113,3 +113,22 @@ def test_midstream_error_before_first_event_is_retried(client, stack) -> None:
     # One retry on the same region, which then served it.
     assert [a.region for a in outcome.attempts] == ["us-east-1", "us-east-1"]
     assert outcome.attempts[0].error == "ModelStreamErrorException"
+
+
+def test_stream_with_an_image_and_unknown_fields(client, stack) -> None:
+    from tests.integration.test_messages import PIXEL
+
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=32,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "Describe it"}]}],
+        extra_body={"future_option": 1},
+    ) as stream:
+        final = stream.get_final_message()
+
+    assert final.content[0].text and final.usage.output_tokens > 0
+    sent = stack.bedrock.board.snapshot()["recent"][-1]
+    assert sent["operation"] == "invoke_stream"
+    assert sent["body"]["messages"][0]["content"][0]["source"]["data"] == PIXEL
+    assert sent["body"]["future_option"] == 1 and "stream" not in sent["body"]
