@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anthropic
 import pytest
 
@@ -88,3 +90,19 @@ def test_everything_down_is_529(client, stack) -> None:
 
     assert caught.value.status_code == 529
     assert caught.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_a_hanging_region_gives_way_to_the_next_for_a_whole_response(client, stack) -> None:
+    stack.fault("us-east-1", kind="timeout", hang_seconds=10)
+    stack.app.state.chain.first_event_timeout_seconds = 0.5  # patience: 0.5 s + 8 tokens / 10 per s
+    try:
+        started = time.monotonic()
+        message = client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+        elapsed = time.monotonic() - started
+    finally:
+        stack.app.state.chain.first_event_timeout_seconds = 30.0
+
+    assert message.content[0].text
+    assert 1.2 <= elapsed < 5
+    [outcome] = stack.outcomes()
+    assert [(a.region, a.error) for a in outcome.attempts] == [("us-east-1", "Timeout"), ("us-west-2", None)]

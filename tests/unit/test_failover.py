@@ -145,3 +145,24 @@ def test_emf_line_shape() -> None:
     assert directive["Namespace"] == "ClaudeGateway" and directive["Dimensions"] == [["Environment"]]
     assert directive["Metrics"] == [{"Name": "Failovers", "Unit": "Count"}]
     assert line["Environment"] == "prod" and line["Failovers"] == 1
+
+
+class SlowInvoke(FakeUpstream):
+    """Never answers; like the real adapters, it gives up when the chain's timeout for the try is over."""
+
+    async def invoke(self, model_id, body, *, beta, timeout):
+        self.calls.append({"timeout": timeout})
+        await asyncio.sleep(timeout)
+        raise UpstreamFailure("next", 504, "api_error", "timed out", code="Timeout")
+
+
+async def test_a_stuck_non_streaming_try_gives_way_before_the_budget_is_spent() -> None:
+    stuck, west = SlowInvoke("bedrock", "us-east-1"), FakeUpstream("bedrock", "us-west-2")
+    chain, _, _ = make(stuck, west, timeout=600.0, first_event=0.05)
+    ex = exchange()
+    body = {**BODY, "max_tokens": 1}  # patience: 0.05 s + 1 token at the slowest pace (0.1 s)
+    upstream, _ = await asyncio.wait_for(chain.invoke(ex, ENTRY, "us", body, ()), 5)
+
+    assert upstream is west
+    assert stuck.calls[0]["timeout"] == pytest.approx(0.15)
+    assert west.calls  # the last candidate is given the rest of the budget

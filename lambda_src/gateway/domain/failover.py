@@ -32,6 +32,8 @@ from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, Upst
 from gateway.domain.ports import Attempt, Exchange
 
 NEXT, RETRY, CLIENT, MISCONFIG = "next", "retry", "client", "misconfig"
+# Output pace below which a non-streaming try is presumed stuck (Claude models produce tens of tokens/s).
+SLOWEST_TOKENS_PER_SECOND = 10.0
 
 T = TypeVar("T")
 
@@ -124,7 +126,13 @@ class FailoverChain:
         body: dict[str, Any],
         beta: tuple[str, ...],
     ) -> tuple[Upstream, bytes]:
-        async def call(up: Upstream, model_id: str, timeout: float) -> tuple[Upstream, bytes]:
+        # A whole response comes back only when it is finished, so a stuck region is told from a long
+        # answer by time alone: every try but the last gets what max_tokens could need at a slow pace.
+        max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 4096
+        patience = self.first_event_timeout_seconds + max_tokens / SLOWEST_TOKENS_PER_SECOND
+
+        async def call(up: Upstream, model_id: str, remaining: float, last: bool) -> tuple[Upstream, bytes]:
+            timeout = remaining if last else min(remaining, patience)
             return up, await up.invoke(model_id, body, beta=beta, timeout=timeout)
 
         return await self._run(exchange, entry, residency, call)
@@ -139,16 +147,16 @@ class FailoverChain:
     ) -> OpenedStream:
         """Open a stream and read its first event; failover is possible until then, never after."""
 
-        async def call(up: Upstream, model_id: str, timeout: float) -> OpenedStream:
-            events = up.stream(model_id, body, beta=beta, timeout=timeout)
+        async def call(up: Upstream, model_id: str, remaining: float, last: bool) -> OpenedStream:
+            events = up.stream(model_id, body, beta=beta, timeout=remaining)
             try:
-                wait = min(timeout, self.first_event_timeout_seconds)
+                wait = min(remaining, self.first_event_timeout_seconds)
                 first = await asyncio.wait_for(events.__anext__(), wait)
             except TimeoutError:
                 await aclose_quietly(events)
                 raise UpstreamFailure(
                     NEXT, 504, "api_error", "no first event in time", code="Timeout"
-                ) from None  # noqa: E501
+                ) from None
             except StopAsyncIteration:
                 raise UpstreamFailure(
                     RETRY, 502, "api_error", "upstream stream ended before any event"
@@ -165,7 +173,7 @@ class FailoverChain:
         exchange: Exchange,
         entry: CatalogEntry,
         residency: str,
-        call: Callable[[Upstream, str, float], Awaitable[T]],
+        call: Callable[[Upstream, str, float, bool], Awaitable[T]],
     ) -> T:
         deadline = self.clock() + self.timeout_seconds
         last: UpstreamFailure | None = None
@@ -178,7 +186,7 @@ class FailoverChain:
                 if remaining <= 0:
                     raise OverloadedError("the upstream time budget ran out")
                 try:
-                    result = await call(up, model_id, remaining)
+                    result = await call(up, model_id, remaining, position + 1 == len(candidates))
                 except UpstreamFailure as failure:
                     exchange.attempts.append(
                         Attempt(up.provider, up.region, model_id, error=failure.code, status=failure.status)  # type: ignore[arg-type]
