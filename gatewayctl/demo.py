@@ -196,7 +196,9 @@ class Demo:
                 result.error = f"{type(exc).__name__}: {exc}"
                 if os.environ.get("GATEWAY_DEMO_DEBUG"):
                     traceback.print_exc()
-            result.ok = result.ok and all(ok for ok, _ in result.checks)
+            if not result.checks and not result.error:
+                result.error = "the step showed no evidence"
+            result.ok = result.ok and bool(result.checks) and all(ok for ok, _ in result.checks)
             self.results.append(result)
             if result.error:
                 self.out.line(f"FAILED: {result.error}")
