@@ -21,7 +21,7 @@ from typing import Any
 from gateway.adapters import aws
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, timed_out
 from gateway.domain.sse import event_type
 from gateway.settings import Settings
 
@@ -51,10 +51,6 @@ def bedrock_body(body: dict[str, Any], beta: tuple[str, ...]) -> bytes:
         existing = out.get("anthropic_beta") if isinstance(out.get("anthropic_beta"), list) else []
         out["anthropic_beta"] = [*existing, *(b for b in beta if b not in existing)]
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def timed_out(message: str) -> UpstreamFailure:
-    return UpstreamFailure(NEXT, 504, "api_error", message, code="Timeout")
 
 
 def classify(exc: BaseException) -> UpstreamFailure:

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, timed_out
 from gateway.domain.sse import SSEParser
 from gateway.settings import Settings
 
@@ -150,12 +150,8 @@ class VertexUpstream:
                 headers=headers,
                 timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             )
-        except httpx.TimeoutException:
-            raise UpstreamFailure(
-                NEXT, 504, "api_error", "Vertex AI did not answer in time", code="Timeout"
-            ) from None
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(NEXT, 502, "api_error", str(exc), code=type(exc).__name__) from None
+            raise _transport_failure(exc, NEXT) from None
         if response.status_code != 200:
             raise classify_http(response.status_code, response.content)
         return response.content
@@ -175,12 +171,8 @@ class VertexUpstream:
         )
         try:
             response = await self._client().send(request, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamFailure(
-                NEXT, 504, "api_error", "Vertex AI did not answer in time", code="Timeout"
-            ) from None
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(NEXT, 502, "api_error", str(exc), code=type(exc).__name__) from None
+            raise _transport_failure(exc, NEXT) from None
         try:
             if response.status_code != 200:
                 raise classify_http(response.status_code, await response.aread())
@@ -191,18 +183,23 @@ class VertexUpstream:
                         if event == "error":
                             raise _stream_error(data)
                         yield event, data
-            except httpx.TimeoutException:
-                raise UpstreamFailure(
-                    NEXT, 504, "api_error", "Vertex stream timed out", code="Timeout"
-                ) from None
             except httpx.HTTPError as exc:
-                raise UpstreamFailure(RETRY, 502, "api_error", str(exc), code=type(exc).__name__) from None
+                raise _transport_failure(exc, RETRY) from None
         finally:
             await response.aclose()
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+
+def _transport_failure(exc: Exception, kind: str) -> UpstreamFailure:
+    """httpx's timeouts and connection errors; `kind` for a connection lost mid-stream (before any event)."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return timed_out(f"Vertex AI did not answer in time ({type(exc).__name__})")
+    return UpstreamFailure(kind, 502, "api_error", str(exc) or type(exc).__name__, code=type(exc).__name__)
 
 
 def _stream_error(data: bytes) -> UpstreamFailure:

@@ -50,6 +50,11 @@ class UpstreamFailure(Exception):
         self.code = code or error_type
 
 
+def timed_out(message: str) -> UpstreamFailure:
+    """A try that ran out of time: the region may be stuck, so the next one is tried."""
+    return UpstreamFailure(NEXT, 504, "api_error", message, code="Timeout")
+
+
 class Upstream(Protocol):
     provider: str  # "bedrock" | "vertex"
     region: str
