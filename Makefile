@@ -48,8 +48,10 @@ lint-templates: synth
 bench: install
 	$(BIN)/python -m bench
 
+# DEMO_ARGS: e.g. --keep (leave the stack up), --free-ports (not the `local up` default ports).
+DEMO_ARGS ?=
 demo: install
-	$(BIN)/gatewayctl demo
+	$(BIN)/gatewayctl demo $(DEMO_ARGS)
 
 local-up: install
 	$(BIN)/gatewayctl local up
