@@ -62,14 +62,17 @@ class Metrics:
         self.stream = stream
 
     def count(self, name: str, value: float = 1, **dimensions: str) -> None:
-        keys = ["Environment", *sorted(dimensions)]
+        # Always the Environment-only series (what the alarms watch), plus a finer one when given.
+        dimension_sets = [["Environment"]]
+        if dimensions:
+            dimension_sets.append(["Environment", *sorted(dimensions)])
         line = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),
                 "CloudWatchMetrics": [
                     {
                         "Namespace": NAMESPACE,
-                        "Dimensions": [keys],
+                        "Dimensions": dimension_sets,
                         "Metrics": [{"Name": name, "Unit": "Count"}],
                     }
                 ],

@@ -166,3 +166,13 @@ async def test_a_stuck_non_streaming_try_gives_way_before_the_budget_is_spent() 
     assert upstream is west
     assert stuck.calls[0]["timeout"] == pytest.approx(0.15)
     assert west.calls  # the last candidate is given the rest of the budget
+
+
+def test_emf_with_dimensions_keeps_the_environment_only_series() -> None:
+    out = io.StringIO()
+    Metrics("prod", stream=out).count("UpstreamErrors", provider="bedrock", region="us-east-1")
+    line = json.loads(out.getvalue())
+
+    dimensions = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert dimensions == [["Environment"], ["Environment", "provider", "region"]]
+    assert (line["provider"], line["region"], line["UpstreamErrors"]) == ("bedrock", "us-east-1", 1)
