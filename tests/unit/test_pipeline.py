@@ -356,3 +356,21 @@ async def test_two_request_context_headers_are_trusted_by_no_one(world: World) -
     assert response.status_code == 401
     assert int(response.headers["content-length"]) == len(response.content)
     assert world.upstream_calls == 0
+
+
+async def test_a_stream_the_client_never_read_is_closed_released_and_audited(world: World) -> None:
+    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+
+    pipeline = world.app.state.pipeline
+    exchange = Exchange(meta=RequestMeta(request_id="gone"))
+    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    reply = await pipeline.messages(exchange, json.dumps({**BODY, "stream": True}).encode(), ())
+
+    reply.on_done()  # the response ended without the body ever being iterated (client went away)
+    reply.on_done()  # idempotent
+    await world.app.state.background.drain()
+
+    [outcome] = world.audit.outcomes
+    assert (outcome.outcome, outcome.error_type) == ("error", "client_disconnected")
+    assert world.quota.released and not world.quota.settled
+    assert [chunk async for chunk in reply.stream] == []  # the relay does not start after clean-up

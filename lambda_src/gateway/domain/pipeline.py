@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # a whole JSON response
     stream: AsyncIterator[bytes] | None = None  # SSE frames
+    # For a stream: call once the response is over. If the client went away before the stream was
+    # started, the relay's own clean-up never ran; this does it (close upstream, release, audit).
+    on_done: Callable[[], None] | None = None
 
 
 class MessagesPipeline:
@@ -86,8 +89,11 @@ class MessagesPipeline:
                 opened = await self.chain.open_stream(
                     exchange, entry, decision.residency, decision.body, beta
                 )
+                started: list[bool] = []
                 return Reply(
-                    self.quota.headers(reservation), stream=self._relay(exchange, opened, reservation)
+                    self.quota.headers(reservation),
+                    stream=self._relay(exchange, opened, reservation, started),
+                    on_done=lambda: self._unsent(exchange, opened, reservation, started),
                 )
             upstream, body = await self.chain.invoke(exchange, entry, decision.residency, decision.body, beta)
         except Exception as exc:
@@ -168,9 +174,24 @@ class MessagesPipeline:
         exchange.status = 200
         exchange.outcome = "response"
 
+    def _unsent(
+        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
+    ) -> None:
+        if started:
+            return
+        started.append(True)
+        exchange.status = 200
+        exchange.outcome = "error"
+        exchange.error_type = "client_disconnected"
+        self.background.spawn(aclose_quietly(opened.rest))
+        self.background.spawn(self._finish(exchange, reservation))
+
     async def _relay(
-        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation
+        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
     ) -> AsyncIterator[bytes]:
+        if started:  # _unsent already cleaned up
+            return
+        started.append(True)
         tracker = StreamTracker()
         decision = exchange.decision
         assert decision is not None

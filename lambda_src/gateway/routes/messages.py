@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -10,6 +13,21 @@ from gateway.domain.request import parse_beta_header
 from gateway.routes import caller_identity, new_exchange, read_body
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class RelayResponse(StreamingResponse):
+    """A StreamingResponse that always reports its end, even when the client left before the first byte."""
+
+    def __init__(self, *args: Any, on_done: Callable[[], None] | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_done = on_done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_done is not None:
+                self.on_done()
 
 
 def _pipeline(request: Request) -> MessagesPipeline:
