@@ -106,3 +106,34 @@ def test_a_hanging_region_gives_way_to_the_next_for_a_whole_response(client, sta
     assert 1.2 <= elapsed < 5
     [outcome] = stack.outcomes()
     assert [(a.region, a.error) for a in outcome.attempts] == [("us-east-1", "Timeout"), ("us-west-2", None)]
+
+
+def test_vertex_error_after_first_byte_ends_the_stream_with_its_error(client, stack) -> None:
+    stack.fault("us-east-1", kind="error", status=503)
+    stack.fault("us-west-2", kind="error", status=503)
+    stack.fault(VERTEX_REGION, kind="midstream", after_events=3, error_type="overloaded_error")
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream,
+    ):
+        for _ in stream:
+            pass
+
+    assert caught.value.body["error"]["type"] == "overloaded_error"
+    [outcome] = stack.outcomes()
+    assert outcome.outcome == "error" and outcome.served_by.provider == "vertex"
+
+
+def test_vertex_error_before_first_event_is_retried_once(client, stack) -> None:
+    stack.fault("us-east-1", kind="error", status=503)
+    stack.fault("us-west-2", kind="error", status=503)
+    stack.fault(VERTEX_REGION, kind="midstream", after_events=0, error_type="api_error", count=1)
+    with client.messages.stream(model=MODEL, max_tokens=32, messages=HELLO) as stream:
+        final = stream.get_final_message()
+
+    assert final.content[0].text
+    [outcome] = stack.outcomes()
+    assert [(a.provider, a.error) for a in outcome.attempts][-2:] == [
+        ("vertex", "api_error"),
+        ("vertex", None),
+    ]
