@@ -137,3 +137,24 @@ def test_vertex_error_before_first_event_is_retried_once(client, stack) -> None:
         ("vertex", "api_error"),
         ("vertex", None),
     ]
+
+
+def test_a_stream_that_stalls_after_the_first_byte_ends_with_an_error_event(client, stack) -> None:
+    stack.fault("us-east-1", kind="error", status=503)
+    stack.fault("us-west-2", kind="error", status=503)
+    stack.fault(VERTEX_REGION, kind="stall", after_events=3, hang_seconds=5)
+    stack.app.state.pipeline.stream_idle_timeout_seconds = 0.5
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(anthropic.APIStatusError) as caught,
+            client.messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream,
+        ):
+            for _ in stream:
+                pass
+        elapsed = time.monotonic() - started
+    finally:
+        stack.app.state.pipeline.stream_idle_timeout_seconds = 120.0
+
+    assert caught.value.body["error"] == {"type": "api_error", "message": "the upstream stream stalled"}
+    assert elapsed < 3

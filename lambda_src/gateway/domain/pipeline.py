@@ -27,7 +27,7 @@ from gateway.domain.errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
-from gateway.domain.failover import FailoverChain, OpenedStream, UpstreamFailure, aclose_quietly
+from gateway.domain.failover import FailoverChain, OpenedStream, UpstreamFailure, aclose_quietly, timed_out
 from gateway.domain.ports import (
     AuditSink,
     Exchange,
@@ -65,6 +65,7 @@ class MessagesPipeline:
         chain: FailoverChain,
         background: Background,
         max_body_bytes: int,
+        stream_idle_timeout_seconds: float = 120.0,
     ) -> None:
         self.catalog = catalog
         self.tenancy = tenancy
@@ -73,6 +74,7 @@ class MessagesPipeline:
         self.chain = chain
         self.background = background
         self.max_body_bytes = max_body_bytes
+        self.stream_idle_timeout_seconds = stream_idle_timeout_seconds
 
     # -- POST /v1/messages ------------------------------------------------------------------------
 
@@ -202,7 +204,15 @@ class MessagesPipeline:
             tracker.observe(event, data, framed)
             exchange.first_byte_at = time.time()
             yield framed
-            async for event, data in opened.rest:
+            while True:
+                try:
+                    # Anthropic streams send pings; a silence this long is a stuck upstream, not a slow one.
+                    async with asyncio.timeout(self.stream_idle_timeout_seconds):
+                        event, data = await opened.rest.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise timed_out("the upstream stream stalled") from None
                 framed = frame(event, data)
                 tracker.observe(event, data, framed)
                 yield framed
