@@ -508,7 +508,7 @@ class Demo:
         self.out.line("The gateway put a request record and an outcome record on the audit stream (Kinesis)")
         self.out.line("for each call; the pump moves them to the Object Lock bucket, as Firehose does.")
         with self.out.waiting(f"Waiting for the audit records of {len(ids)} requests to reach S3"):
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 30
             while True:
                 if pump is not None:
                     pump.pump_once()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import signal
 import socket
 import time
 from typing import Any
@@ -43,26 +44,31 @@ def _demo(args: Any) -> int:
     from gatewayctl.target import LOCAL_STATE, load_local
 
     out = demo_module.Out()
-    started_pid: int | None = None
-    state_pid = _running_pid(LOCAL_STATE, processes)
+    started: dict[str, Any] = {}  # the state of the stack this demo started (and stops)
+    running = _running_pid(LOCAL_STATE, processes)
     began = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated demo still stops its stack (finally)
     try:
-        if state_pid:
+        if running:
             out.line(
-                f"Using the local stack already running (pid {state_pid}); it stays up afterwards.", indent=0
+                f"Using the local stack already running (pid {running}); it stays up afterwards.", indent=0
             )
         else:
             with out.waiting("Starting the local stack (moto, emulators, the gateway, the audit pump)"):
-                started_pid = _local_up(_port_flags(args))
+                started = _local_up(_port_flags(args))
         target = load_local(LOCAL_STATE)
         out.line(f"gateway: {target.local['endpoint']}   (state: {LOCAL_STATE})", indent=0)
         ok = demo_module.Demo(target, out=out, export_dir=LOCAL_STATE.parent).run()
     finally:
-        if started_pid and not args.keep:
+        if started and not args.keep:
             with out.waiting("Stopping the local stack"):
                 _local_down()
-            out.line(f"local stack (pid {started_pid}) stopped; nothing is left running", indent=0)
-        elif started_pid:
+            out.line(
+                f"local stack (pid {started['pid']}, audit pump pid {started.get('pump_pid')}) stopped; "
+                "nothing is left running",
+                indent=0,
+            )
+        elif started:
             out.line(
                 "The stack keeps running (--keep): `gatewayctl local status`, `gatewayctl local down`.",
                 indent=0,
@@ -114,17 +120,21 @@ def free_port_run(n: int, host: str = "127.0.0.1") -> int:
     raise CommandError("found no run of free ports for the local stack")
 
 
-def _local_up(flags: list[str]) -> int:
-    """`gatewayctl local up --detach FLAGS`, the same code; returns the stack's pid."""
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _local_up(flags: list[str]) -> dict[str, Any]:
+    """`gatewayctl local up --detach FLAGS`, the same code; returns the stack's state."""
     from gatewayctl.cli import build_parser
-    from gatewayctl.target import load_local
+    from gatewayctl.target import LOCAL_STATE, load_local
 
     args = build_parser().parse_args(["local", "up", "--detach", *flags])
     with contextlib.redirect_stdout(io.StringIO()):  # its how-to-call text; the demo shows what it does
         code = args.func(args)
-    if code != 0:
-        raise CommandError(f"`gatewayctl local up` exited with {code}")
-    return int(load_local().local["pid"])
+    if code != 0 or not LOCAL_STATE.exists():  # `local up` stops a stack interrupted while starting
+        raise CommandError(f"`gatewayctl local up` did not leave a stack running (exit {code})")
+    return load_local().local
 
 
 def _local_down() -> None:

@@ -237,6 +237,10 @@ class LocalStack:
         if importlib.util.find_spec("gatewayctl.local.pump") is None:
             return None
         log_dir.mkdir(parents=True, exist_ok=True)
+        # Every stack has a new stream (a new moto): a previous stack's checkpoint would make the pump
+        # skip this stream's first records (sequence numbers restart), so start from its beginning.
+        checkpoint = log_dir / "pump-checkpoint.json"
+        checkpoint.unlink(missing_ok=True)
         env = {
             **os.environ,
             **self.aws_env(),
@@ -244,7 +248,7 @@ class LocalStack:
             "AUDIT_BUCKET": self.outputs["AuditBucketName"],
             "PUMP_INTERVAL": str(interval),
             "PUMP_REDRIVE_DLQ": "true",
-            "PUMP_CHECKPOINT": str(log_dir / "pump-checkpoint.json"),
+            "PUMP_CHECKPOINT": str(checkpoint),
         }
         with open(log_dir / "pump.log", "ab") as log:
             self._pump = subprocess.Popen(
