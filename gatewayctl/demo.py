@@ -33,7 +33,6 @@ from gatewayctl.output import CommandError, table
 from gatewayctl.target import Target
 
 HAIKU = "claude-haiku-4-5"
-SONNET = "claude-sonnet-4-5"
 OPUS = "claude-opus-4-5"
 QUOTA_REQUESTS_PER_MINUTE = 2
 
@@ -333,12 +332,12 @@ class Demo:
     def step_stream(self, result: StepResult) -> None:
         alice = self.people["alice"]
         prompt = "Tell me what a gateway for Claude does"
-        self.out.line(f"{alice.username} (basic_user, tenant acme) streams a reply from {SONNET}:")
-        self.out.line(f"client.messages.stream(model={SONNET!r}, max_tokens=256, messages=[{prompt!r}])")
+        self.out.line(f"{alice.username} (basic_user, tenant acme) streams a reply from {HAIKU}:")
+        self.out.line(f"client.messages.stream(model={HAIKU!r}, max_tokens=256, messages=[{prompt!r}])")
         chunks: list[str] = []
         self.out.write("    reply: ")
         with self.client(alice).messages.stream(
-            model=SONNET, max_tokens=256, messages=[{"role": "user", "content": prompt}]
+            model=HAIKU, max_tokens=256, messages=[{"role": "user", "content": prompt}]
         ) as stream:
             for text in stream.text_stream:
                 chunks.append(text)
