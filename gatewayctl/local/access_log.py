@@ -85,9 +85,10 @@ def write_access_logs(s3: Any, bucket: str, entries: Iterable[dict[str, str]]) -
 class AccessLogWriter:
     """One thread that writes queued access-log lines; what queued up while it wrote goes in one batch.
 
-    `submit` never blocks. `flush` waits until everything submitted so far is in S3 (tests, the
-    demo); `close` flushes and stops the thread. A batch that cannot be written is retried a few
-    times, then reported on stderr: `audit verify` would then show those requests as unwitnessed.
+    `submit` never blocks (once the writer is closed, it writes the line itself). `flush` waits
+    until everything submitted so far is in S3 (tests, the demo); `close` flushes and stops the
+    thread. A batch that cannot be written is retried a few times, then reported on stderr:
+    `audit verify` would then show those requests as unwitnessed.
     """
 
     def __init__(self, s3: Any, bucket: str, *, max_batch: int = 500, retries: int = 3) -> None:
@@ -100,14 +101,16 @@ class AccessLogWriter:
 
     def submit(self, entry: dict[str, str]) -> None:
         with self._cond:
-            if self._closed:
-                raise RuntimeError("access-log writer is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
-                self._thread.start()
-            self._queue.append(entry)
-            self._pending += 1
-            self._cond.notify_all()
+            closed = self._closed
+            if not closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
+                    self._thread.start()
+                self._queue.append(entry)
+                self._pending += 1
+                self._cond.notify_all()
+        if closed:  # a request that finished while the stack stopped: written here, not lost
+            self._write([entry])
 
     def flush(self, timeout: float = 10.0) -> bool:
         """True once every line submitted so far is written (or given up on)."""
