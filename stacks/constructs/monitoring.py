@@ -60,6 +60,8 @@ class Monitoring(Construct):
         failovers = custom("Failovers")
         upstream_errors = custom("UpstreamErrors")
         dead_lettered = custom("AuditDeadLettered")
+        misconfigured = custom("UpstreamMisconfigured")
+        undeliverable = custom("AuditUndeliverable")
         dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(
             period=five_min, statistic="Maximum"
         )
@@ -70,6 +72,10 @@ class Monitoring(Construct):
             ("Failovers", failovers, 10, "upstream failovers in 5 minutes (a region is degraded)"),
             ("AuditDlqDepth", dlq_depth, 1, "audit records are waiting in the dead-letter queue"),
             ("AuditDeadLettered", dead_lettered, 1, "the runtime dead-lettered audit records"),
+            # 403/404 from Bedrock or Vertex: a missing model access grant or profile, not load.
+            ("UpstreamMisconfigured", misconfigured, 1, "an upstream answered 403/404: check model access"),
+            # Neither Kinesis nor the DLQ took the record: it survives only in the function's log.
+            ("AuditUndeliverable", undeliverable, 1, "audit records reached only the function log"),
             # Streams run long; the p99 over whole responses flags a stuck upstream, not a slow token.
             ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
         ]
@@ -118,7 +124,7 @@ class Monitoring(Construct):
                 ],
             ),
             cloudwatch.GraphWidget(title="Latency p99 (ms)", left=[latency]),
-            cloudwatch.GraphWidget(title="Upstreams", left=[failovers, upstream_errors]),
+            cloudwatch.GraphWidget(title="Upstreams", left=[failovers, upstream_errors, misconfigured]),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -129,6 +135,6 @@ class Monitoring(Construct):
                     function.metric_errors(period=five_min),
                 ],
             ),
-            cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered]),
+            cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered, undeliverable]),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
         )

@@ -4,6 +4,8 @@ Lambda's runtime, environment and least-privilege role, WAF and alarms."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from gateway.settings import Settings
@@ -234,3 +236,17 @@ def test_gateway_errors_use_the_anthropic_error_shape(synthesized):
 def test_waf_logs_redact_the_bearer_token(prod):
     _, logging = only(prod.stateless, "AWS::WAFv2::LoggingConfiguration")
     assert logging["Properties"]["RedactedFields"] == [{"SingleHeader": {"Name": "authorization"}}]
+
+
+def test_every_metric_the_runtime_emits_has_an_alarm(synthesized):
+    # The runtime's EMF metrics are named where they are counted; an unwatched one is a silent signal.
+    source = "\n".join(p.read_text() for p in Path("lambda_src/gateway").rglob("*.py"))
+    emitted = set(re.findall(r"metrics\.count\(\s*\"(\w+)\"", source))
+    assert {"Failovers", "UpstreamErrors", "AuditDeadLettered"} <= emitted
+    alarmed = {
+        a["Properties"].get("MetricName")
+        for a in resources(synthesized.stateless, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "ClaudeGateway"
+    }
+    # UpstreamErrors is graphed only: the Failovers alarm fires on the same cause.
+    assert emitted - {"UpstreamErrors"} <= alarmed
