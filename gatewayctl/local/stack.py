@@ -143,7 +143,10 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
+        from gatewayctl.local import moto_patches
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
+        moto_patches.serialize_dynamodb()  # concurrent quota reservations must not lose updates
 
         host, port = self.options.host, self.options.ports.moto
         if port:

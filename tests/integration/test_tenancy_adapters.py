@@ -177,6 +177,21 @@ async def test_reserve_settle_release_arithmetic_and_ttl(moto_tables):
     assert (counters["requests"], counters["tokens"], counters["usd_micros"]) == (1, 25, 53)
 
 
+async def test_remaining_requests_count_down_across_settlements(moto_tables):
+    # Settlement adds 0 to `requests`; the counters this container knows must keep it anyway.
+    admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 5})
+    admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
+    tenancy, quota_ = adapters(moto_tables)
+    principal = await tenancy.resolve(identity("sub-1"))
+    decision = await tenancy.authorize(principal, request())
+    remaining = []
+    for _ in range(3):
+        reservation = await quota_.reserve(principal, decision, request())
+        remaining.append(quota_.headers(reservation)["anthropic-ratelimit-requests-remaining"])
+        await quota_.settle(reservation, Usage(input_tokens=10, output_tokens=5), 0.00001)
+    assert remaining == ["4", "3", "2"]
+
+
 async def test_refusal_is_atomic_across_windows_and_carries_retry_after(moto_tables):
     # the tenant could take it; the principal's own minute limit cannot: nothing is charged anywhere
     admin.create_tenant(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from gateway.settings import Settings
 
+from gatewayctl.local import moto_patches
 from gatewayctl.target import Target
 from stacks import definitions
 
@@ -120,28 +121,5 @@ def _botocore_client(url: str) -> Any:
     )
 
 
-_dynamodb_lock = None
-
-
-def serialize_moto_dynamodb() -> None:
-    """Make the in-process moto server apply DynamoDB requests one at a time, as DynamoDB is atomic per item.
-
-    moto's DynamoDB backend takes no lock: under load, two concurrent `ADD`s (or a transaction and an
-    `ADD`) on one item can interleave their read-modify-write and lose an update, which real DynamoDB
-    never does. Concurrency tests would then measure moto, not the gateway. Idempotent; process-wide.
-    """
-    global _dynamodb_lock
-    if _dynamodb_lock is not None:
-        return
-    import threading
-
-    from moto.dynamodb.responses import DynamoHandler
-
-    _dynamodb_lock = threading.RLock()
-    unlocked = DynamoHandler.call_action
-
-    def call_action(self):
-        with _dynamodb_lock:
-            return unlocked(self)
-
-    DynamoHandler.call_action = call_action
+# moto's DynamoDB made atomic per request, as the local stack runs it.
+serialize_moto_dynamodb = moto_patches.serialize_dynamodb

@@ -219,7 +219,8 @@ class DynamoQuota:
                         ExpressionAttributeValues={
                             f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()
                         },
-                        ReturnValues="UPDATED_NEW",
+                        # ALL_NEW: an ADD of 0 may be left out of UPDATED_NEW (moto does), losing a counter.
+                        ReturnValues="ALL_NEW",
                     )
                 except Exception as exc:
                     # A reservation transaction in flight on the item rejects plain writes; botocore
