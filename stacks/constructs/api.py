@@ -20,6 +20,8 @@ from stacks.nag import acknowledge_compliance, suppress
 
 STAGE_NAME = "api"
 # (path, method, request model name or None)
+# Headers that carry a caller's token (the SDK's auth_token, Claude Code's apiKeyHelper, api_key).
+TOKEN_HEADERS = ("authorization", "x-api-key")
 MODEL_ROUTES: tuple[tuple[str, str, str | None], ...] = (
     ("/v1/messages", "POST", "MessagesRequest"),
     ("/v1/messages/count_tokens", "POST", "CountTokensRequest"),
@@ -266,9 +268,10 @@ class GatewayApi(Construct):
                 f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
                 f"aws-waf-logs-claude-gateway-{config.name}"
             ],
-            # Bearer tokens never reach the logs.
+            # Tokens never reach the logs: Claude Code's apiKeyHelper sends its token in both headers.
             redacted_fields=[
-                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
+                for header in TOKEN_HEADERS
             ],
         ).node.add_dependency(waf_logs)
         wafv2.CfnWebACLAssociation(

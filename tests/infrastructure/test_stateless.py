@@ -233,9 +233,12 @@ def test_gateway_errors_use_the_anthropic_error_shape(synthesized):
     }
 
 
-def test_waf_logs_redact_the_bearer_token(prod):
+def test_waf_logs_redact_the_token_headers(prod):
     _, logging = only(prod.stateless, "AWS::WAFv2::LoggingConfiguration")
-    assert logging["Properties"]["RedactedFields"] == [{"SingleHeader": {"Name": "authorization"}}]
+    assert logging["Properties"]["RedactedFields"] == [
+        {"SingleHeader": {"Name": "authorization"}},
+        {"SingleHeader": {"Name": "x-api-key"}},
+    ]
 
 
 def test_every_metric_the_runtime_emits_has_an_alarm(synthesized):
