@@ -194,3 +194,29 @@ def test_every_column_is_documented():
     table = doc[doc.index("| column |") : doc.index("Partitions (columns in both engines)")]
     undocumented = [name for name in audit.column_names() if f"`{name}`" not in table]
     assert not undocumented, f"add these columns to docs/audit.md: {undocumented}"
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_QUERIES))
+def test_named_queries_parse_as_athena_sql_against_the_glue_columns(name):
+    # Athena itself cannot run offline; sqlglot's Athena (Trino) dialect parses each query and
+    # resolves every column against the Glue table built from the same schema, so a query that
+    # DuckDB accepts but Athena would reject on syntax or an unknown column fails here.
+    import sqlglot
+    from sqlglot.optimizer.qualify import qualify
+
+    schema = {AUDIT_TABLE: dict(audit.glue_columns()) | dict(audit.PARTITION_KEYS)}
+    _, sql = NAMED_QUERIES[name]
+    expression = sqlglot.parse_one(sql, read="athena")
+    qualify(expression, schema=schema, dialect="athena", validate_qualify_columns=True)
+
+
+def test_the_athena_check_rejects_an_unknown_column():
+    import sqlglot
+    from sqlglot.errors import OptimizeError
+    from sqlglot.optimizer.qualify import qualify
+
+    schema = {AUDIT_TABLE: dict(audit.glue_columns()) | dict(audit.PARTITION_KEYS)}
+    sql = f"SELECT prompt_text FROM {AUDIT_TABLE} WHERE tenant = ?"
+    with pytest.raises(OptimizeError):
+        expression = sqlglot.parse_one(sql, read="athena")
+    qualify(expression, schema=schema, dialect="athena", validate_qualify_columns=True)
