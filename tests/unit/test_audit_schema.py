@@ -217,6 +217,6 @@ def test_the_athena_check_rejects_an_unknown_column():
 
     schema = {AUDIT_TABLE: dict(audit.glue_columns()) | dict(audit.PARTITION_KEYS)}
     sql = f"SELECT prompt_text FROM {AUDIT_TABLE} WHERE tenant = ?"
+    expression = sqlglot.parse_one(sql, read="athena")
     with pytest.raises(OptimizeError):
-        expression = sqlglot.parse_one(sql, read="athena")
-    qualify(expression, schema=schema, dialect="athena", validate_qualify_columns=True)
+        qualify(expression, schema=schema, dialect="athena", validate_qualify_columns=True)
