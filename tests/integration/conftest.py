@@ -24,16 +24,25 @@ Fixtures:
   app and in the shared store) before and after the test:
   faults.set_fault("us-east-1", "throttle", count=1), faults.request_counts()["us-east-1"]["total"].
 - `run_gatewayctl(local_dir, *args)`: the CLI in a subprocess, with GATEWAY_LOCAL_DIR=local_dir.
+- `audit_stream`: the audit records the app put on the stack's Kinesis stream, read back with
+  GetRecords (no pump): audit_stream.outcomes(tenant_id) waits for a tenant's outcome records.
+- `caller`: a fresh tenant (us) with a power_user (tools, vision), its SDK client, on a `faults`-reset
+  stack: caller.client, caller.tenant_id, caller.user, caller.stack.
+- `upstream_calls(stack)`: every request the Bedrock and Vertex emulators received, summed.
 Tests that read counts should use `faults` (it resets them) since tests share the worker's stack.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +150,83 @@ def run_gatewayctl() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+def upstream_calls(stack: LocalStack) -> int:
+    """Requests that reached any emulated upstream (Bedrock regions and Vertex), by the control APIs."""
+    providers = ("bedrock", "vertex") if stack.vertex_endpoint else ("bedrock",)
+    return sum(c.get("total", 0) for p in providers for c in stack.request_counts(p).values())
+
+
+class AuditStream:
+    """The audit records on the stack's Kinesis stream, read with GetRecords as a consumer would.
+
+    Reads each shard from where the last read stopped (AFTER_SEQUENCE_NUMBER), so a worker's tests
+    do not re-read the whole stream; records are kept by tenant (tests use a fresh tenant each)."""
+
+    def __init__(self, kinesis: Any, stream: str) -> None:
+        self.kinesis, self.stream = kinesis, stream
+        self._after: dict[str, str] = {}
+        self._by_tenant: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def poll(self) -> None:
+        with self._lock:
+            for shard in self.kinesis.list_shards(StreamName=self.stream)["Shards"]:
+                shard_id = shard["ShardId"]
+                position: dict[str, str] = (
+                    {
+                        "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                        "StartingSequenceNumber": self._after[shard_id],
+                    }
+                    if shard_id in self._after
+                    else {"ShardIteratorType": "TRIM_HORIZON"}
+                )
+                iterator = self.kinesis.get_shard_iterator(
+                    StreamName=self.stream, ShardId=shard_id, **position
+                )["ShardIterator"]
+                while iterator:
+                    page = self.kinesis.get_records(ShardIterator=iterator, Limit=1000)
+                    for record in page["Records"]:
+                        data = json.loads(record["Data"])
+                        self._by_tenant.setdefault(data["tenant_id"], []).append(data)
+                        self._after[shard_id] = record["SequenceNumber"]
+                    if not page["Records"]:
+                        break
+                    iterator = page.get("NextShardIterator")
+
+    def records(self, tenant_id: str) -> list[dict[str, Any]]:
+        self.poll()
+        with self._lock:
+            return list(self._by_tenant.get(tenant_id, []))
+
+    def outcomes(self, tenant_id: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The tenant's outcome records (response, denied, error), once `count` of them are on the
+        stream (they are written after the reply), in the order they were put."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records(tenant_id) if r["event_type"] != "request"]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def audit_stream(backing_stack: LocalStack) -> AuditStream:
+    return AuditStream(backing_stack.client("kinesis"), backing_stack.outputs["AuditStreamName"])
+
+
+@dataclass
+class Caller:
+    tenant_id: str
+    user: User
+    client: Any  # anthropic.Anthropic with the user's Cognito access token
+    stack: LocalStack
+
+
+@pytest.fixture
+def caller(make_tenant, make_user, gateway_client, faults: LocalStack) -> Iterator[Caller]:
+    tenant_id = make_tenant("us")
+    user = make_user(tenant_id, roles=("power_user",))
+    with gateway_client(user.token) as client:
+        yield Caller(tenant_id, user, client, faults)
