@@ -48,6 +48,8 @@ class FakeTenancy:
     def __init__(self, residency: str = "us") -> None:
         self.residency = residency
         self.denied_principals: set[str] = set()
+        self.refusal: Exception | None = None  # raised by authorize (a policy refusal)
+        self.granted: frozenset[str] = frozenset({"read", "write", "sonnet", "haiku", "opus"})
         self.calls: list[str] = []
 
     async def resolve(self, identity: CallerIdentity) -> Principal:
@@ -58,12 +60,17 @@ class FakeTenancy:
 
     async def authorize(self, principal: Principal, request: MessagesRequest) -> PolicyDecision:
         self.calls.append("authorize")
+        if self.refusal is not None:
+            raise self.refusal
         entry = load_catalog().resolve(request.model)
         assert entry is not None
         return PolicyDecision(entry=entry, residency=self.residency, body=request.body)
 
     async def allowed_models(self, principal: Principal) -> list[CatalogEntry]:
         return load_catalog().entries[:2]
+
+    async def permissions(self, principal: Principal) -> frozenset[str]:
+        return self.granted
 
 
 @dataclass
@@ -94,8 +101,17 @@ class FakeQuota:
     def headers(self, reservation) -> dict[str, str]:
         return {"anthropic-ratelimit-requests-remaining": "99" if reservation else "100"}
 
+    def headers_for(self, principal: Principal) -> dict[str, str]:
+        return {"anthropic-ratelimit-requests-remaining": "100", "x-fake-principal": principal.id}
+
     async def usage_report(self, principal: Principal) -> dict[str, Any]:
         return {}
+
+    @property
+    def kept(self) -> list[FakeReservation]:
+        """Reservations neither settled nor released: they stand as charged."""
+        done = [id(r) for r, _, _ in self.settled] + [id(r) for r in self.released]
+        return [r for r in self.reserved if id(r) not in done]
 
 
 class FakeAudit:
@@ -156,6 +172,8 @@ class FakeUpstream:
     script: list[Any] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     fail_after: tuple[int, UpstreamFailure] | None = None
+    message: Any = None  # the whole reply's JSON, instead of message_json()
+    events: list[tuple[str, bytes]] | None = None  # the stream's events, instead of stream_events()
 
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
         if self.provider == "vertex":
@@ -171,14 +189,14 @@ class FakeUpstream:
     async def invoke(self, model_id: str, body: dict[str, Any], *, beta, timeout: float) -> bytes:
         self.calls.append({"model_id": model_id, "body": body, "stream": False})
         self._next()
-        return json.dumps(message_json()).encode()
+        return json.dumps(message_json() if self.message is None else self.message).encode()
 
     async def stream(
         self, model_id: str, body: dict[str, Any], *, beta, timeout: float
     ) -> AsyncIterator[tuple[str, bytes]]:
         self.calls.append({"model_id": model_id, "body": body, "stream": True})
         self._next()
-        for i, event in enumerate(stream_events()):
+        for i, event in enumerate(stream_events() if self.events is None else self.events):
             if self.fail_after and i == self.fail_after[0]:
                 raise self.fail_after[1]
             yield event

@@ -52,3 +52,21 @@ def test_an_id_naming_two_entries_is_refused() -> None:
         )
     with pytest.raises(ValueError, match="names two entries"):
         Catalog.from_dict(data)
+
+
+def test_every_model_has_its_max_output_tokens_and_bad_values_are_refused() -> None:
+    assert all(entry.max_output_tokens == 64_000 for entry in load_catalog().entries)
+    entry = load_catalog().entries[0]
+    raw = {
+        "alias": entry.alias,
+        "anthropic_id": entry.anthropic_id,
+        "tier": entry.tier,
+        "bedrock_model_id": entry.bedrock_model_id,
+        "bedrock_profiles": {"us": "p"},
+        "vertex_model_id": entry.vertex_model_id,
+        "prices": vars(entry.prices),
+    }
+    assert Catalog.from_dict({"geo_uplift": 0.1, "models": [raw]}).entries[0].max_output_tokens is None
+    for bad in (0, -5, True, 1.5, "64000"):
+        with pytest.raises(ValueError, match="max_output_tokens"):
+            Catalog.from_dict({"geo_uplift": 0.1, "models": [{**raw, "max_output_tokens": bad}]})

@@ -358,7 +358,9 @@ async def test_two_request_context_headers_are_trusted_by_no_one(world: World) -
     assert world.upstream_calls == 0
 
 
-async def test_a_stream_the_client_never_read_is_closed_released_and_audited(world: World) -> None:
+async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world: World) -> None:
+    """The pipeline half of the contract; the route half (the app calls on_done) is driven through the
+    app in test_pipeline_guarantees.py."""
     from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
 
     pipeline = world.app.state.pipeline
@@ -366,11 +368,14 @@ async def test_a_stream_the_client_never_read_is_closed_released_and_audited(wor
     exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
     reply = await pipeline.messages(exchange, json.dumps({**BODY, "stream": True}).encode(), ())
 
-    reply.on_done()  # the response ended without the body ever being iterated (client went away)
-    reply.on_done()  # idempotent
+    assert reply.on_done is not None
+    reply.on_done()
+    reply.on_done()
     await world.app.state.background.drain()
 
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.error_type) == ("error", "client_disconnected")
-    assert world.quota.released and not world.quota.settled
+    # The model was called: the reservation stands (usage unknown), it is neither released nor settled.
+    assert world.quota.kept == world.quota.reserved and world.quota.reserved
     assert [chunk async for chunk in reply.stream] == []  # the relay does not start after clean-up
+    assert len(world.audit.outcomes) == 1

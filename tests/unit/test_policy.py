@@ -245,3 +245,24 @@ def test_items_parse_into_configs():
     p2 = policy.principal_from_item({"principal_id": "s", "tenant_id": "acme", "roles": []})
     t2 = policy.TenantConfig("acme", "Acme", principal_limits=policy.Limits(requests_per_minute=3))
     assert policy.principal_limits(t2, p2).requests_per_minute == 3
+
+
+def test_policy_refusals_are_marked_and_bad_input_is_not():
+    """The pipeline audits `policy_refusal` errors as `denied`; an unknown model is bad input (`error`)."""
+
+    def refusal(t, p, r) -> Exception:
+        with pytest.raises(Exception) as caught:
+            decide(t, p, r)
+        return caught.value
+
+    over_limit = refusal(
+        tenant(limits=policy.Limits(max_tokens_per_request=10)), principal("admin"), request()
+    )
+    assert isinstance(over_limit, InvalidRequestError) and over_limit.status == 400
+    assert over_limit.policy_refusal
+    not_here = refusal(tenant(residency="apac"), principal("admin"), request("claude-opus-4-5"))
+    assert isinstance(not_here, NotFoundError) and not_here.status == 404
+    assert not_here.policy_refusal
+    assert refusal(tenant(), principal("viewer"), request()).policy_refusal
+    unknown = refusal(tenant(), principal("admin"), request("gpt-4"))
+    assert isinstance(unknown, NotFoundError) and not unknown.policy_refusal

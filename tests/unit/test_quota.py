@@ -110,9 +110,19 @@ def test_ratelimit_headers_report_the_most_constraining_limit():
     assert headers["anthropic-ratelimit-tokens-reset"] == "2026-11-24T00:00:00Z"
 
 
-def test_no_limits_no_headers():
-    plan = quota.plan("a", "p", Limits(), Limits(), quota.Amount(1, 1, 1), 0.0)
-    assert quota.ratelimit_headers(plan.charges, {}) == {}
+def test_without_limits_only_the_reset_is_reported():
+    # The Anthropic API has no notation for "unlimited": no limit or remaining, but when it resets.
+    now = ts("2026-11-23T03:40:10")
+    plan = quota.plan("a", "p", Limits(), Limits(), quota.Amount(1, 1, 1), now)
+    assert quota.ratelimit_headers(plan.charges, {}) == {
+        "anthropic-ratelimit-requests-reset": "2026-11-23T03:41:00Z",
+        "anthropic-ratelimit-tokens-reset": "2026-11-23T03:41:00Z",
+    }
+    requests_only = quota.plan("a", "p", Limits(requests_per_minute=5), Limits(), quota.Amount(1, 1, 1), now)
+    headers = quota.ratelimit_headers(requests_only.charges, {})
+    assert headers["anthropic-ratelimit-requests-remaining"] == "5"
+    assert "anthropic-ratelimit-tokens-remaining" not in headers
+    assert headers["anthropic-ratelimit-tokens-reset"] == "2026-11-23T03:41:00Z"
 
 
 def test_usage_windows_report_used_limit_and_remaining():
@@ -159,3 +169,72 @@ def test_report_headers_pick_the_tightest_window():
     assert headers["anthropic-ratelimit-tokens-remaining"] == "100"
     assert headers["anthropic-ratelimit-tokens-reset"] == "2026-11-24T00:00:00Z"
     assert quota.report_headers({"windows": quota.usage_windows(Limits(), now, {})}) == {}
+
+
+class FakeDynamo:
+    """Just enough of a DynamoDB client for DynamoQuota: counts every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def get_item(self, **kwargs):
+        self.calls.append("get_item")
+        return {
+            "Item": {
+                "pk": {"S": "PRINCIPAL#p1"},
+                "sk": {"S": "PRINCIPAL"},
+                "principal_id": {"S": "p1"},
+                "tenant_id": {"S": "acme"},
+                "roles": {"L": [{"S": "admin"}]},
+                "pseudonym_secret": {"S": "s" * 32},
+            }
+        }
+
+    def query(self, **kwargs):
+        self.calls.append("query")
+        config = {
+            "pk": {"S": "TENANT#acme"},
+            "sk": {"S": "CONFIG"},
+            "tenant_id": {"S": "acme"},
+            "limits": {"M": {"requests_per_minute": {"N": "10"}, "tokens_per_minute": {"N": "5000"}}},
+        }
+        return {"Items": [config]}
+
+    def transact_write_items(self, **kwargs):
+        self.calls.append("transact_write_items")
+        return {}
+
+
+@pytest.mark.anyio
+async def test_headers_for_a_principal_need_no_dynamodb_call():
+    from gateway.adapters.dynamo_quota import DynamoQuota
+    from gateway.adapters.dynamo_tenancy import Directory
+    from gateway.domain.catalog import load_catalog
+    from gateway.domain.ports import MessagesRequest, PolicyDecision, Principal
+
+    from tests.unit.runtime_fakes import settings
+
+    now = ts("2026-11-23T03:40:10")
+    client = FakeDynamo()
+    dq = DynamoQuota(settings(), load_catalog(), client=client, clock=lambda: now)
+    dq.directory = Directory(settings(), client)  # a cache of its own, not the process-wide one
+    principal = Principal(id="p1", tenant_id="acme", roles=("admin",), pseudonym="x")
+
+    # Nothing cached yet: only the reset times, and still no call.
+    assert dq.headers_for(principal) == {
+        "anthropic-ratelimit-requests-reset": "2026-11-23T03:41:00Z",
+        "anthropic-ratelimit-tokens-reset": "2026-11-23T03:41:00Z",
+    }
+    assert client.calls == []
+
+    entry = load_catalog().resolve("claude-haiku-4-5")
+    request = MessagesRequest("claude-haiku-4-5", 100, False, False, False, 20, {}, "0" * 64)
+    await dq.reserve(principal, PolicyDecision(entry, "us", {}), request)
+    calls = list(client.calls)
+
+    headers = dq.headers_for(principal)
+    assert client.calls == calls  # computed from the cache and the counters this container knows
+    assert headers["anthropic-ratelimit-requests-limit"] == "10"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "9"
+    assert headers["anthropic-ratelimit-tokens-remaining"] == str(5000 - 120)
+    assert headers["anthropic-ratelimit-tokens-reset"] == "2026-11-23T03:41:00Z"

@@ -104,3 +104,42 @@ def test_encoding_and_size() -> None:
 def test_beta_header() -> None:
     assert parse_beta_header("a-2025, b ,") == ("a-2025", "b")
     assert parse_beta_header(None) == ()
+
+
+def raw_parse(raw: bytes, **kw):
+    return parse_messages_request(raw, max_body_bytes=LIMIT, **kw)
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_a_deeply_nested_body_is_bad_input_not_a_crash(depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = json.dumps(BASE)[:-1] + f', "x": {nested}}}'
+    with pytest.raises(InvalidRequestError, match="nested too deeply"):
+        raw_parse(raw.encode())
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused(constant: str) -> None:
+    raw = json.dumps(BASE)[:-1] + f', "temperature": {constant}}}'
+    with pytest.raises(InvalidRequestError, match=constant.lstrip("-")):
+        raw_parse(raw.encode())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**400, 10**130, 128_001, True, False, 1.5, "10"],
+    ids=["1e400", "1e130", "over-ceiling", "true", "false", "float", "string"],
+)
+def test_max_tokens_must_be_a_bounded_positive_integer(value) -> None:
+    raw = json.dumps(BASE)[:-1].replace('"max_tokens": 10', f'"max_tokens": {json.dumps(value)}') + "}"
+    assert json.loads(raw)["max_tokens"] == value
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        raw_parse(raw.encode())
+
+
+def test_max_tokens_at_the_ceiling_is_accepted_and_checked_on_count_tokens_too() -> None:
+    from gateway.domain.request import MAX_TOKENS_CEILING
+
+    assert parse({**BASE, "max_tokens": MAX_TOKENS_CEILING}).max_tokens == MAX_TOKENS_CEILING
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        parse({**BASE, "max_tokens": 10**400}, require_max_tokens=False)

@@ -63,3 +63,23 @@ def test_tracker_usage_and_hash() -> None:
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (9, 7, 4)
     assert tracker.completed
     assert tracker.sha256() == hashlib.sha256(sent).hexdigest()
+
+
+def test_odd_usage_values_make_the_usage_unknown_never_an_exception() -> None:
+    from gateway.domain.ports import Usage
+    from gateway.domain.sse import usage_from_message
+
+    assert usage_from_message({"usage": {"input_tokens": 3, "output_tokens": 2.0}}) == Usage(3, 2)
+    for odd in ("12", -1, 10**400, float("nan"), True, [1], {"n": 1}, 1.5):
+        assert usage_from_message({"usage": {"input_tokens": odd, "output_tokens": 1}}) is None, odd
+    assert usage_from_message({"no": "usage"}) is None
+    assert usage_from_message(None) is None
+
+    tracker = StreamTracker()
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": "nine", "output_tokens": 1}}}
+    raw = json.dumps(start).encode()
+    tracker.observe("message_start", raw, frame("message_start", raw))
+    stop = b'{"type":"message_stop"}'
+    tracker.observe("message_stop", stop, frame("message_stop", stop))
+    assert tracker.completed and tracker.usage() is None
+    assert StreamTracker().usage() is None  # no usage seen at all

@@ -128,6 +128,22 @@ class DynamoQuota:
     def headers(self, reservation: DynamoReservation | None) -> dict[str, str]:
         return dict(reservation.headers) if reservation is not None else {}
 
+    def headers_for(self, principal: Principal) -> dict[str, str]:
+        """The headers of a response without a reservation (refusals, count_tokens, /v1/models).
+
+        No DynamoDB call: the limits come from the directory's cache (which resolving the principal
+        just filled) and the counters from what this container knows; an uncached tenant gets the
+        reset times alone."""
+        cached = self.directory.cached_pair(principal)
+        if cached is None:
+            tenant_limits = own = policy.Limits()
+        else:
+            record, tenant = cached
+            tenant_limits, own = tenant.limits, policy.principal_limits(tenant, record)
+        now = self._clock()
+        plan = quota.plan(principal.tenant_id, principal.id, tenant_limits, own, quota.Amount(), now)
+        return quota.ratelimit_headers(plan.charges, self._known)
+
     async def usage_report(self, principal: Principal) -> dict[str, Any]:
         """The caller's tenant (and, when it has its own limits, the caller): used and left per window."""
         record, tenant = await self.directory.pair(principal)

@@ -115,6 +115,15 @@ class Directory:
             raise PermissionDeniedError("this principal is not registered with the gateway")
         return record, tenant
 
+    def cached_pair(self, principal: Principal) -> tuple[policy.PrincipalRecord, policy.TenantConfig] | None:
+        """The principal's record and tenant from the cache, even if stale; None if either is absent.
+        Never reads DynamoDB (for advisory uses off the request's critical path: rate-limit headers)."""
+        record = self._cache.get(("principal", principal.id))
+        tenant = self._cache.get(("tenant", principal.tenant_id))
+        if record is None or tenant is None:
+            return None
+        return record[1], tenant[1]
+
     def forget(self) -> None:
         self._cache.clear()
 

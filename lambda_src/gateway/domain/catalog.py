@@ -36,6 +36,8 @@ class CatalogEntry:
     bedrock_profiles: dict[str, str]  # residency -> inference profile id
     vertex_model_id: str
     prices: Prices
+    # The model's largest max_tokens (None: only the gateway-wide ceiling applies).
+    max_output_tokens: int | None = None
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -103,9 +105,19 @@ class Catalog:
                     bedrock_profiles=dict(raw["bedrock_profiles"]),
                     vertex_model_id=raw["vertex_model_id"],
                     prices=Prices(**raw["prices"]),
+                    max_output_tokens=_positive_int(raw, "max_output_tokens"),
                 )
             )
         return cls(entries, geo_uplift=float(data["geo_uplift"]))
+
+
+def _positive_int(raw: dict[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"catalog: {raw['alias']}: {key} must be a positive integer, not {value!r}")
+    return value
 
 
 @cache

@@ -12,6 +12,9 @@ import json
 class GatewayError(Exception):
     status: int = 500
     error_type: str = "api_error"
+    # True when tenancy policy or quota refused a caller the authorizer let in: the audit outcome is
+    # "denied", not "error", whatever the status (the pipeline reads this, never the message).
+    policy_refusal: bool = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -38,6 +41,7 @@ class AuthenticationError(GatewayError):
 class PermissionDeniedError(GatewayError):
     status = 403
     error_type = "permission_error"
+    policy_refusal = True
 
 
 class NotFoundError(GatewayError):
@@ -53,10 +57,23 @@ class RequestTooLargeError(GatewayError):
 class RateLimitError(GatewayError):
     status = 429
     error_type = "rate_limit_error"
+    policy_refusal = True
 
     def __init__(self, message: str, *, retry_after: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(message, headers={**(headers or {}), "retry-after": str(max(1, int(retry_after)))})
         self.retry_after = retry_after
+
+
+class PolicyLimitError(InvalidRequestError):
+    """A 400 for a request above a limit the tenant set (max_tokens_per_request): a policy refusal."""
+
+    policy_refusal = True
+
+
+class UnavailableInResidencyError(NotFoundError):
+    """A 404 for a known model that the tenant's data residency does not serve: a policy refusal."""
+
+    policy_refusal = True
 
 
 class ApiError(GatewayError):

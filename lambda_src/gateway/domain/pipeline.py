@@ -3,7 +3,12 @@
 identity (from the route) -> parse -> catalog -> tenancy.resolve -> tenancy.authorize ->
 gather(quota.reserve, audit.record_request) -> failover chain -> reply (whole or streamed) ->
 in the background: quota.settle / quota.release, then audit.record_outcome, for every request that
-got an identity, whatever happened. Nothing here knows HTTP or boto.
+got an identity, whatever happened (even when the gateway's own accounting of the reply fails).
+
+Settlement fails closed: a reservation is released only when no upstream served anything; a served
+request whose usage is unknown (none reported, unreadable, or a stream cut short) keeps its whole
+reservation. Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP
+or boto.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from gateway.domain.catalog import Catalog, CatalogEntry
 from gateway.domain.errors import (
     ApiError,
     GatewayError,
+    InvalidRequestError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     ServiceUnavailableError,
 )
@@ -84,7 +89,7 @@ class MessagesPipeline:
         try:
             request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
             exchange.request = request
-            entry = self._entry(request.model)
+            entry = self._entry(request)
             principal, decision = await self._authorize(exchange, request)
             reservation = await self._reserve_and_audit(exchange, principal, decision, request)
             if request.stream:
@@ -102,31 +107,47 @@ class MessagesPipeline:
             raise self.reject(exchange, exc, reservation) from (
                 None if isinstance(exc, GatewayError) else exc
             )
-        exchange.first_byte_at = time.time()
-        usage = usage_from_message(_json_or_none(body))
-        self._served(exchange, entry, decision.residency, upstream.provider, usage)
-        exchange.response_sha256 = hashlib.sha256(body).hexdigest()
-        self.background.spawn(self._finish(exchange, reservation))
+        # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
+        # the outcome written.
+        try:
+            exchange.first_byte_at = time.time()
+            exchange.response_sha256 = hashlib.sha256(body).hexdigest()
+            usage = usage_from_message(_json_or_none(body))
+            self._served(exchange, entry, decision.residency, upstream.provider, usage)
+        except Exception:
+            self._accounting_failed(exchange)
+        finally:
+            self.background.spawn(self._finish(exchange, reservation))
         return Reply(self.quota.headers(reservation), body=body)
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
 
-    async def count_tokens(self, exchange: Exchange, raw: bytes) -> dict[str, Any]:
-        """An estimate from the body (no model is called, so nothing is metered or audited)."""
-        request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, require_max_tokens=False)
-        exchange.request = request
-        self._entry(request.model)
-        assert exchange.identity is not None
-        principal = await self.tenancy.resolve(exchange.identity)
-        await self.tenancy.authorize(principal, request)
-        return {"input_tokens": request.estimated_input_tokens}
+    async def count_tokens(self, exchange: Exchange, raw: bytes) -> Reply:
+        """An estimate from the body. No model is called, so nothing is metered; refusals are audited."""
+        try:
+            request = parse_messages_request(
+                raw, max_body_bytes=self.max_body_bytes, require_max_tokens=False
+            )
+            exchange.request = request
+            self._entry(request)
+            await self._authorize(exchange, request)
+        except Exception as exc:
+            raise self.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
+        body = json.dumps({"input_tokens": request.estimated_input_tokens}).encode()
+        return Reply(self.principal_headers(exchange.principal), body=body)
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _entry(self, model: str) -> CatalogEntry:
-        entry = self.catalog.resolve(model)
+    def _entry(self, request: MessagesRequest) -> CatalogEntry:
+        entry = self.catalog.resolve(request.model)
         if entry is None:
-            raise NotFoundError(f"model: {model}")
+            raise NotFoundError(f"model: {request.model}")
+        cap = entry.max_output_tokens
+        if cap is not None and request.max_tokens > cap:
+            raise InvalidRequestError(
+                f"max_tokens: {request.max_tokens} > {cap}, which is the maximum allowed number of "
+                f"output tokens for {entry.alias}"
+            )
         return entry
 
     async def _authorize(
@@ -161,20 +182,33 @@ class MessagesPipeline:
         return reserved
 
     def _served(
-        self, exchange: Exchange, entry: CatalogEntry, residency: str, provider: str, usage: Usage
+        self, exchange: Exchange, entry: CatalogEntry, residency: str, provider: str, usage: Usage | None
     ) -> None:
-        exchange.usage = usage
-        exchange.cost_usd = entry.cost_usd(
-            residency,
-            provider,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens,
-            geo_uplift=self.catalog.geo_uplift,
-        )
+        """`usage` None: the reply reported none the gateway can read (settlement keeps the reservation)."""
         exchange.status = 200
         exchange.outcome = "response"
+        exchange.usage = usage
+        exchange.cost_usd = None
+        if usage is not None:
+            exchange.cost_usd = entry.cost_usd(
+                residency,
+                provider,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens,
+                cache_write_tokens=usage.cache_creation_input_tokens,
+                geo_uplift=self.catalog.geo_uplift,
+            )
+
+    def _accounting_failed(self, exchange: Exchange) -> None:
+        """The reply went (or goes) out but the gateway could not account for it: an `error` outcome
+        with unknown usage, so settlement keeps the whole reservation."""
+        log.exception("accounting of a served reply failed")
+        exchange.status = 200
+        exchange.outcome = "error"
+        exchange.error_type = "accounting_error"
+        exchange.usage = None
+        exchange.cost_usd = None
 
     def _unsent(
         self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
@@ -226,33 +260,62 @@ class MessagesPipeline:
             exchange.error_type = error_type
             yield error_frame(error_type, message)
         finally:
-            await aclose_quietly(opened.rest)
-            self._served(
-                exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
-            )
-            if exchange.error_type or not tracker.completed:
-                exchange.outcome = "error"
-                exchange.error_type = exchange.error_type or "client_disconnected"
-            exchange.response_sha256 = tracker.sha256()
-            self.background.spawn(self._finish(exchange, reservation))
+            try:
+                await aclose_quietly(opened.rest)
+                exchange.response_sha256 = tracker.sha256()
+                self._served(
+                    exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
+                )
+                if exchange.error_type or not tracker.completed:
+                    # Cut short: the usage seen so far is not final, so settlement keeps the reservation.
+                    exchange.outcome = "error"
+                    exchange.error_type = exchange.error_type or "client_disconnected"
+            except Exception:  # the client has had what it had; the record and settlement still follow
+                self._accounting_failed(exchange)
+            finally:
+                self.background.spawn(self._finish(exchange, reservation))
 
     def reject(
         self, exchange: Exchange, exc: BaseException, reservation: Reservation | None = None
     ) -> GatewayError:
         """Record a failed request (outcome, background release + audit) and return the error to raise."""
+        error = self._recorded(exchange, exc)
+        limits = self.quota.headers(reservation) if reservation is not None else None
+        error.headers = {**(limits or self.principal_headers(exchange.principal)), **error.headers}
+        if exchange.identity is not None:
+            self.background.spawn(self._finish(exchange, reservation))
+        elif reservation is not None:
+            self.background.spawn(self._release(reservation))
+        return error
+
+    def refuse(self, exchange: Exchange, exc: BaseException) -> GatewayError:
+        """A failed request that calls no model (count_tokens, /v1/models, /v1/usage): a policy refusal
+        gets its `denied` record in the background; bad input and failures are only answered."""
+        error = self._recorded(exchange, exc)
+        error.headers = {**self.principal_headers(exchange.principal), **error.headers}
+        if exchange.outcome == "denied" and exchange.identity is not None:
+            self.background.spawn(self._finish(exchange, None))
+        return error
+
+    def _recorded(self, exchange: Exchange, exc: BaseException) -> GatewayError:
         error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
         if not isinstance(exc, GatewayError):
             log.error("request failed", exc_info=exc)
         exchange.status = error.status
         exchange.error_type = error.error_type
         # Refusals by tenancy policy or quota are "denied"; bad input, upstream and gateway failures "error".
-        exchange.outcome = "denied" if isinstance(exc, (PermissionDeniedError, RateLimitError)) else "error"
-        error.headers = {**self.quota.headers(reservation), **error.headers}
-        if exchange.identity is not None:
-            self.background.spawn(self._finish(exchange, reservation))
-        elif reservation is not None:
-            self.background.spawn(self._release(reservation))
+        exchange.outcome = "denied" if error.policy_refusal else "error"
         return error
+
+    def principal_headers(self, principal: Principal | None) -> dict[str, str]:
+        """Rate-limit headers for a response without a reservation; none before a principal is known."""
+        if principal is None:
+            return {}
+        try:
+            return self.quota.headers_for(principal)
+        except Exception:  # advisory headers must never turn an answer into a 500
+            log.exception("rate-limit headers failed")
+            return {}
 
     async def _release(self, reservation: Reservation) -> None:
         try:
@@ -261,14 +324,25 @@ class MessagesPipeline:
             log.exception("quota release failed")
 
     async def _finish(self, exchange: Exchange, reservation: Reservation | None) -> None:
-        """Settle or release the reservation, then write the outcome record. Runs after the reply."""
+        """Settle, keep or release the reservation, then write the outcome record. Runs after the reply.
+
+        Nothing served (no upstream answered): release. Served with final, readable usage: settle to it.
+        Served otherwise (no or zero usage, cut short, accounting failed): keep the whole reservation,
+        request included; the counters stay above the true usage, never below.
+        """
         try:
             if reservation is not None:
                 usage = exchange.usage
-                if usage is not None and (usage.input_tokens or usage.output_tokens):
+                if exchange.served_by is None:
+                    await self.quota.release(reservation)
+                elif (
+                    exchange.outcome == "response"
+                    and usage is not None
+                    and (usage.input_tokens or usage.output_tokens)
+                ):
                     await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
                 else:
-                    await self.quota.release(reservation)
+                    log.warning("served without final usage; the quota reservation stands as charged")
         except Exception:
             log.exception("quota settlement failed")
         exchange.finished_at = time.time()

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain.catalog import RESIDENCIES, TIERS, Catalog, CatalogEntry
-from gateway.domain.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from gateway.domain.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyLimitError,
+    UnavailableInResidencyError,
+)
 from gateway.domain.ports import MessagesRequest, PolicyDecision
 
 # Every permission a role can carry. read: GET routes (models, usage, count_tokens); write: POST
@@ -214,7 +220,9 @@ def decide(
     if tenant.allowed_models and entry.alias not in tenant.allowed_models:
         raise PermissionDeniedError(f"model {entry.alias} is not enabled for your organization")
     if not available_in(entry, tenant.residency, bedrock_residencies, vertex_residencies):
-        raise NotFoundError(f"model {entry.alias} is not available in data residency {tenant.residency!r}")
+        raise UnavailableInResidencyError(
+            f"model {entry.alias} is not available in data residency {tenant.residency!r}"
+        )
     if request.uses_tools:
         require(permissions, "tools", "tool use")
     if request.has_images:
@@ -227,7 +235,7 @@ def decide(
     for limits, scope in ((tenant.limits, "your organization"), (principal_limits(tenant, principal), "you")):
         cap = limits.max_tokens_per_request
         if cap is not None and request.max_tokens > cap:
-            raise InvalidRequestError(
+            raise PolicyLimitError(
                 f"max_tokens: {request.max_tokens} is above the limit set for {scope} ({cap})"
             )
     if tenant.consent_required and not principal.consent_given_at:

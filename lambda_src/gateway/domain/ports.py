@@ -149,6 +149,10 @@ class Quota(Protocol):
     def headers(self, reservation: Reservation | None) -> dict[str, str]:
         """The anthropic-ratelimit-* headers for the response."""
 
+    def headers_for(self, principal: Principal) -> dict[str, str]:
+        """The anthropic-ratelimit-* headers for a response without a reservation; no I/O (the
+        limits this container has cached, the counters it knows)."""
+
     async def usage_report(self, principal: Principal) -> dict[str, Any]: ...
 
 

@@ -185,7 +185,8 @@ def ratelimit_headers(
     """The anthropic-ratelimit-* headers: the most constraining limit on requests and on tokens.
 
     `used` maps (pk, sk) to the counters after this request's reservation (as far as this
-    container knows). Only limits that exist produce headers; an unlimited tenant gets none.
+    container knows). A counter no limit bounds has no limit or remaining to report (the Anthropic
+    API has no notation for "unlimited"), so it gets only its reset: when the minute window rolls over.
     """
     headers: dict[str, str] = {}
     for counter, name in (("requests", "requests"), ("tokens", "tokens")):
@@ -201,6 +202,10 @@ def ratelimit_headers(
             headers[f"anthropic-ratelimit-{name}-limit"] = str(best[1])
             headers[f"anthropic-ratelimit-{name}-remaining"] = str(best[0])
             headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(best[2])
+        else:
+            minute = next((c.window for c in charges if c.window.name == "minute"), None)
+            if minute is not None:
+                headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(minute.resets_at)
     return headers
 
 

@@ -19,6 +19,14 @@ from gateway.domain.ports import MessagesRequest
 IMAGE_TOKEN_ESTIMATE = 1600
 _CHARS_PER_TOKEN = 4
 _ROLES = ("user", "assistant")
+# No Claude model writes more than this many output tokens (the per-model bound is the catalog's
+# max_output_tokens); a bound here keeps absurd values (10**400) out of cost and quota arithmetic.
+MAX_TOKENS_CEILING = 128_000
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN and +-Infinity, which are not JSON: the upstream would get a body it rejects.
+    raise InvalidRequestError(f"request body is not valid JSON: {name} is not a JSON number")
 
 
 def decode_json_body(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
@@ -29,9 +37,11 @@ def decode_json_body(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise InvalidRequestError(f"request body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return body
@@ -41,6 +51,15 @@ def parse_messages_request(
     raw: bytes, *, max_body_bytes: int, beta: tuple[str, ...] = (), require_max_tokens: bool = True
 ) -> MessagesRequest:
     body = decode_json_body(raw, max_body_bytes=max_body_bytes)
+    try:
+        return _parse_body(body, raw, beta, require_max_tokens)
+    except RecursionError:  # deeply nested content blocks (tool_result in tool_result ...)
+        raise InvalidRequestError("request body is nested too deeply") from None
+
+
+def _parse_body(
+    body: dict[str, Any], raw: bytes, beta: tuple[str, ...], require_max_tokens: bool
+) -> MessagesRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("model: field required (a non-empty string)")
@@ -50,6 +69,8 @@ def parse_messages_request(
             raise InvalidRequestError("max_tokens: field required (an integer)")
         if max_tokens < 1:
             raise InvalidRequestError("max_tokens: must be at least 1")
+        if max_tokens > MAX_TOKENS_CEILING:
+            raise InvalidRequestError(f"max_tokens: must be at most {MAX_TOKENS_CEILING}")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidRequestError("stream: must be a boolean")

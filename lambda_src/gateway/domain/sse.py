@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from gateway.domain.ports import Usage
+
+# No request reads or writes a billion tokens: a larger count is garbage, not usage.
+_MAX_TOKEN_COUNT = 10**9
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 
 
 def frame(event_type: str, data: bytes) -> bytes:
@@ -74,10 +84,9 @@ class StreamTracker:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cache_read = 0
-        self.cache_write = 0
+        self._counts = dict.fromkeys(_USAGE_FIELDS, 0)
+        self._usage_seen = False
+        self._usage_odd = False
         self.completed = False
         self.bytes_sent = 0
 
@@ -85,8 +94,7 @@ class StreamTracker:
         self._hash.update(framed)
         self.bytes_sent += len(framed)
         if event == "message_start":
-            usage = _get(json.loads(data), "message", "usage")
-            self._take(usage)
+            self._take(_get(json.loads(data), "message", "usage"))
         elif event == "message_delta":
             self._take(_get(json.loads(data), "usage"))
         elif event == "message_stop":
@@ -95,29 +103,48 @@ class StreamTracker:
     def _take(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
+        self._usage_seen = True
         # message_delta carries cumulative counts; a later value replaces an earlier one.
-        self.input_tokens = int(usage.get("input_tokens") or self.input_tokens)
-        self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
-        self.cache_read = int(usage.get("cache_read_input_tokens") or self.cache_read)
-        self.cache_write = int(usage.get("cache_creation_input_tokens") or self.cache_write)
+        for name in _USAGE_FIELDS:
+            value = usage.get(name)
+            if not value:
+                continue
+            count = token_count(value)
+            if count is None:
+                self._usage_odd = True  # relayed as it came; the gateway just cannot meter it
+            else:
+                self._counts[name] = count
 
-    def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.output_tokens, self.cache_read, self.cache_write)
+    def usage(self) -> Usage | None:
+        """The usage the events reported; None when they reported none or an unreadable one."""
+        if not self._usage_seen or self._usage_odd:
+            return None
+        return Usage(*(self._counts[name] for name in _USAGE_FIELDS))
 
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
 
-def usage_from_message(message: Any) -> Usage:
+def token_count(value: Any) -> int | None:
+    """A usage field as a token count; None for anything that is not a plausible one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= _MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
+def usage_from_message(message: Any) -> Usage | None:
+    """The usage of a whole Messages response; None when it has none or an unreadable one."""
     usage = message.get("usage") if isinstance(message, dict) else None
     if not isinstance(usage, dict):
-        return Usage()
-    return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
-        cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
-    )
+        return None
+    counts = [token_count(usage.get(name) or 0) for name in _USAGE_FIELDS]
+    if any(count is None for count in counts):
+        return None
+    return Usage(*counts)  # type: ignore[arg-type]
 
 
 def _get(obj: Any, *keys: str) -> Any:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
+from gateway.domain.failover import aclose_quietly
 from gateway.domain.pipeline import MessagesPipeline
 from gateway.domain.request import parse_beta_header
 from gateway.routes import caller_identity, new_exchange, read_body
@@ -16,7 +17,12 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class RelayResponse(StreamingResponse):
-    """A StreamingResponse that always reports its end, even when the client left before the first byte."""
+    """A StreamingResponse that always reports its end, even when the client left before the first byte.
+
+    However the response ends (done, client gone, cancelled), the relay is closed now, so its own
+    clean-up runs at once rather than whenever the generator is collected, and then `on_done` runs
+    once, which cleans up a relay that never started.
+    """
 
     def __init__(self, *args: Any, on_done: Callable[[], None] | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -26,8 +32,12 @@ class RelayResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            if self.on_done is not None:
-                self.on_done()
+            try:
+                await aclose_quietly(self.body_iterator)
+            finally:
+                on_done, self.on_done = self.on_done, None
+                if on_done is not None:
+                    on_done()
 
 
 def _pipeline(request: Request) -> MessagesPipeline:
@@ -45,8 +55,11 @@ async def create_message(request: Request) -> Response:
         raise pipeline.reject(exchange, exc) from None
     reply = await pipeline.messages(exchange, raw, parse_beta_header(request.headers.get("anthropic-beta")))
     if reply.stream is not None:
-        return StreamingResponse(
-            reply.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers}
+        return RelayResponse(
+            reply.stream,
+            on_done=reply.on_done,
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **reply.headers},
         )
     return Response(reply.body, media_type="application/json", headers=reply.headers)
 
@@ -55,5 +68,9 @@ async def count_tokens(request: Request) -> Response:
     pipeline = _pipeline(request)
     exchange = new_exchange(request)
     exchange.identity = caller_identity(request.scope)
-    raw = await read_body(request, pipeline.max_body_bytes)
-    return JSONResponse(await pipeline.count_tokens(exchange, raw))
+    try:
+        raw = await read_body(request, pipeline.max_body_bytes)
+    except Exception as exc:
+        raise pipeline.refuse(exchange, exc) from None
+    reply = await pipeline.count_tokens(exchange, raw)
+    return Response(reply.body, media_type="application/json", headers=reply.headers)

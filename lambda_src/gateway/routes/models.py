@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.domain.catalog import CatalogEntry
-from gateway.routes import caller_identity
+from gateway.domain.errors import GatewayError
+from gateway.routes import caller_identity, new_exchange
 
 _DATE = re.compile(r"(\d{4})(\d{2})(\d{2})$")
 
@@ -23,15 +24,22 @@ def model_info(entry: CatalogEntry) -> dict[str, str]:
 
 
 async def list_models(request: Request) -> JSONResponse:
-    identity = caller_identity(request.scope)
+    pipeline = request.app.state.pipeline
+    exchange = new_exchange(request)
+    exchange.identity = caller_identity(request.scope)
     tenancy = request.app.state.tenancy
-    principal = await tenancy.resolve(identity)
-    data = [model_info(entry) for entry in await tenancy.allowed_models(principal)]
+    try:
+        exchange.principal = await tenancy.resolve(exchange.identity)
+        entries = await tenancy.allowed_models(exchange.principal)
+    except Exception as exc:  # a refusal gets its `denied` audit record
+        raise pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
+    data = [model_info(entry) for entry in entries]
     return JSONResponse(
         {
             "data": data,
             "has_more": False,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
-        }
+        },
+        headers=pipeline.principal_headers(exchange.principal),
     )
