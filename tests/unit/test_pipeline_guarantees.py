@@ -218,11 +218,13 @@ async def test_an_unknown_or_suspended_principal_is_denied_and_audited_on_every_
     assert outcome.meta.request_id == "req-123"
 
 
-async def test_a_viewer_without_read_is_denied_usage_with_headers(world: World) -> None:
-    world.tenancy.granted = frozenset({"write"})
-    response = await get(world, "/v1/usage")
+@pytest.mark.parametrize("path", ["/v1/usage", "/v1/models"])
+async def test_a_role_without_read_is_denied_get_endpoints_with_headers(world: World, path: str) -> None:
+    world.tenancy.granted = frozenset({"write", "sonnet"})
+    response = await get(world, path)
 
     assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
     [outcome] = world.audit.outcomes
     assert outcome.outcome == "denied" and outcome.principal is not None
     assert response.headers["x-fake-principal"] == "user-1"

@@ -54,8 +54,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # a whole JSON response
     stream: AsyncIterator[bytes] | None = None  # SSE frames
-    # For a stream: call once the response is over. If the client went away before the stream was
-    # started, the relay's own clean-up never ran; this does it (close upstream, release, audit).
+    # For a stream: the route calls it exactly once when the response is over, however it ended. If
+    # the client went away before the stream started, the relay's own clean-up never ran; this does
+    # it (close the upstream, keep the reservation, write the outcome).
     on_done: Callable[[], None] | None = None
 
 

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import GatewayError
+from gateway.domain.policy import require
 from gateway.routes import caller_identity, new_exchange
 
 _DATE = re.compile(r"(\d{4})(\d{2})(\d{2})$")
@@ -30,6 +31,9 @@ async def list_models(request: Request) -> JSONResponse:
     tenancy = request.app.state.tenancy
     try:
         exchange.principal = await tenancy.resolve(exchange.identity)
+        permissions = getattr(tenancy, "permissions", None)
+        if permissions is not None:  # GET endpoints need `read`, like /v1/usage
+            require(await permissions(exchange.principal), "read", "listing models")
         entries = await tenancy.allowed_models(exchange.principal)
     except Exception as exc:  # a refusal gets its `denied` audit record
         raise pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
