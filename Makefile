@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: install test test-unit test-integration test-infra synth lint-templates bench demo local-up local-down clean
+.PHONY: install lint test test-unit test-integration test-infra synth lint-templates bench demo local-up local-down clean
 
 install: $(BIN)/.installed $(CDK)
 
@@ -23,6 +23,9 @@ $(BIN)/.installed: pyproject.toml
 $(CDK): .tools/package.json
 	cd .tools && npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+lint: install
+	$(BIN)/ruff check .
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

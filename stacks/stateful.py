@@ -25,6 +25,7 @@ class StatefulStack(Stack):
         self.data_key = _key(self, DATA_KEY_ID, "claude-gateway tenant and usage tables")
         self.audit_key = _key(self, AUDIT_KEY_ID, "claude-gateway audit trail")
         # CloudWatch Logs encrypts the delivery log groups with the audit key.
+        log_groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
         self.audit_key.add_to_resource_policy(
             iam.PolicyStatement(
                 actions=[
@@ -36,11 +37,7 @@ class StatefulStack(Stack):
                 ],
                 principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
                 resources=["*"],  # a key policy's resource is always the key itself
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                    }
-                },
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
             )
         )
 
