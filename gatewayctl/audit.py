@@ -7,8 +7,8 @@
   every request record has an outcome, no record lacks a witness, and every audit object is under
   Object Lock retention.
 - GDPR: export recomputes the principal's pseudonym from the secret in the tenants table and
-  queries by it; erase deletes the secret and the principal's mutable data, leaving the immutable
-  trail untouched and no longer linkable.
+  queries by it; erase deletes the Cognito user (or a machine principal's app client), the secret
+  and the principal's mutable data, leaving the immutable trail untouched and no longer linkable.
 
 The command modules (gatewayctl/commands/{audit,gdpr}.py) are thin wrappers around this.
 """
@@ -390,20 +390,39 @@ def gdpr_export(ddb: Any, tenants_table: str, principal_id: str, query: QueryFn)
     }
 
 
-def gdpr_erase(ddb: Any, tenants_table: str, usage_table: str, principal_id: str) -> dict[str, Any]:
-    """Delete the principal's secret and mutable data; the audit trail (immutable) is not touched."""
+def gdpr_erase(
+    ddb: Any, cognito: Any, *, tenants_table: str, usage_table: str, user_pool_id: str, principal_id: str
+) -> dict[str, Any]:
+    """Delete everything mutable that names the principal; the audit trail (immutable) is not touched.
+
+    Looks everything up first and writes nothing for an unknown principal (AuditError). Then, in
+    this order: the Cognito identity (a person: global sign-out, then the user; a machine: its app
+    client), the principal's usage windows, and last the principal item with the secret. A run cut
+    short leaves the principal item, so running erase again finishes the job; what is already gone
+    is skipped. `deleted` lists exactly what this run deleted.
+    """
     item = ddb.get_item(TableName=tenants_table, Key=principal_key(principal_id), ConsistentRead=True).get(
         "Item"
     )
-    if not item:
-        return {
-            "principal_id": principal_id,
-            "erased": False,
-            "deleted_items": 0,
-            "note": "no such principal",
-        }
-    deleted = 0
-    tenant_id = item.get("tenant_id", {}).get("S")
+    kind = item.get("kind", {}).get("S", "user") if item else "user"
+    tenant_id = item.get("tenant_id", {}).get("S") if item else None
+    # Only a registered client principal's app client is deleted: an id that is not one (the
+    # stack's own app clients, say) never reaches DeleteUserPoolClient.
+    usernames = _cognito_usernames(cognito, user_pool_id, principal_id) if kind == "user" else []
+    if not item and not usernames:
+        raise AuditError(f"no principal {principal_id!r} (unknown, or already erased): nothing deleted")
+
+    deleted: list[dict[str, str]] = []
+    if kind == "client" and _gone_if_missing(
+        cognito.delete_user_pool_client, UserPoolId=user_pool_id, ClientId=principal_id
+    ):
+        deleted.append({"store": "cognito", "what": "app client", "id": principal_id})
+    for username in usernames:
+        # Sign-out needs the user, so it comes first: it revokes the user's refresh tokens (no new
+        # access tokens). Access tokens already issued stay valid JWTs until they expire (docs/audit.md).
+        _gone_if_missing(cognito.admin_user_global_sign_out, UserPoolId=user_pool_id, Username=username)
+        if _gone_if_missing(cognito.admin_delete_user, UserPoolId=user_pool_id, Username=username):
+            deleted.append({"store": "cognito", "what": "user (after global sign-out)", "id": username})
     if tenant_id:
         # Per-principal quota windows: USAGE#<tenant>#P#<principal>.
         pk = f"USAGE#{tenant_id}#P#{principal_id}"
@@ -415,15 +434,35 @@ def gdpr_erase(ddb: Any, tenants_table: str, usage_table: str, principal_id: str
         ):
             for usage in page.get("Items", []):
                 ddb.delete_item(TableName=usage_table, Key={"pk": usage["pk"], "sk": usage["sk"]})
-                deleted += 1
-    # The principal item holds the secret: deleting it makes every pseudonym of this person unlinkable.
-    ddb.delete_item(TableName=tenants_table, Key=principal_key(principal_id))
-    return {
-        "principal_id": principal_id,
-        "erased": True,
-        "tenant_id": tenant_id,
-        "deleted_items": deleted + 1,
-    }
+                deleted.append({"store": "dynamodb", "what": "usage window", "id": f"{pk} {usage['sk']['S']}"})
+    if item:
+        # The principal item holds the secret: deleting it makes every pseudonym of this person unlinkable.
+        ddb.delete_item(TableName=tenants_table, Key=principal_key(principal_id))
+        deleted.append({"store": "dynamodb", "what": "principal and pseudonym secret", "id": principal_id})
+    return {"principal_id": principal_id, "kind": kind, "tenant_id": tenant_id, "erased": True, "deleted": deleted}
+
+
+def _cognito_usernames(cognito: Any, user_pool_id: str, sub: str) -> list[str]:
+    """The usernames of the pool's users whose `sub` is this id (one, or none)."""
+    found: list[str] = []
+    for page in cognito.get_paginator("list_users").paginate(
+        UserPoolId=user_pool_id, Filter=f'sub = "{sub}"', AttributesToGet=["sub"]
+    ):
+        found += [user["Username"] for user in page.get("Users", [])]
+    return found
+
+
+def _gone_if_missing(call: Callable[..., Any], **kwargs: Any) -> bool:
+    """Run a Cognito delete; False when the thing was already gone (a second run, a race)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("UserNotFoundException", "ResourceNotFoundException"):
+            return False
+        raise
+    return True
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -454,11 +493,18 @@ def export_principal(target: Any, principal_id: str) -> dict[str, Any]:
 
 
 def erase_principal(target: Any, principal_id: str) -> dict[str, Any]:
+    from gatewayctl import tenancy
+
+    # The rule principal ids are registered under, checked before any call: the id goes into a
+    # ListUsers filter string, so no quote may reach it.
+    tenancy._check_principal_id(principal_id)
     return gdpr_erase(
         target.client("dynamodb"),
-        target.output("TenantsTableName"),
-        target.output("UsageTableName"),
-        principal_id,
+        target.client("cognito-idp"),
+        tenants_table=target.output("TenantsTableName"),
+        usage_table=target.output("UsageTableName"),
+        user_pool_id=target.output("UserPoolId"),
+        principal_id=principal_id,
     )
 
 

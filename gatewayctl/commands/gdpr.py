@@ -2,8 +2,8 @@
 
 The audit trail names people only by pseudonym (HMAC of the principal id under a per-principal
 secret in the tenants table). Export recomputes the pseudonym and returns every record; erase
-deletes the secret and the principal's mutable data, so the immutable trail stays but no longer
-links to the person.
+deletes the Cognito user (after a global sign-out) or a machine principal's app client, the secret
+and the principal's mutable data, so the immutable trail stays but no longer links to the person.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ def register(sub: Any) -> None:
 
     erase = group.add_parser(
         "erase",
-        help="delete the principal's pseudonym secret and mutable data (the audit trail stays, unlinkable)",
+        help="delete the principal's Cognito user or app client, pseudonym secret and mutable data "
+        "(the audit trail stays, unlinkable)",
     )
-    erase.add_argument("principal_id")
+    erase.add_argument("principal_id", help="the Cognito `sub` of a user, or an app client id")
     erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     erase.set_defaults(func=_erase)
 
@@ -55,8 +56,13 @@ def _erase(args: Any) -> int:
 
     if not args.yes:
         raise CommandError("erasure cannot be undone: pass --yes to confirm", exit_code=2)
-    result = audit.erase_principal(target.resolve(args), args.principal_id)
-    if not result["erased"]:
-        raise CommandError(f"no principal {args.principal_id!r}")
-    emit(args, result)
+    try:
+        result = audit.erase_principal(target.resolve(args), args.principal_id)
+    except audit.AuditError as exc:
+        raise CommandError(str(exc)) from None
+    if getattr(args, "json", False):
+        emit(args, result)
+    else:
+        # One row per thing deleted, so the operator sees exactly what this run removed.
+        emit(args, result["deleted"], columns=("store", "what", "id"))
     return 0

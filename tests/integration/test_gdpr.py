@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import pytest
+from botocore.exceptions import ClientError
 from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.domain.ports import Principal
 from gateway.domain.pseudonym import pseudonym
@@ -34,6 +36,7 @@ T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC).timestamp()
 @pytest.fixture
 def local_target(audit_resources, monkeypatch) -> Target:
     res = audit_resources
+    pool_id = res.client("cognito-idp").create_user_pool(PoolName=f"pool-{res.bucket}")["UserPool"]["Id"]
     tgt = Target(
         kind="local",
         region=REGION,
@@ -44,6 +47,8 @@ def local_target(audit_resources, monkeypatch) -> Target:
             "AuditStreamName": res.stream,
             "AuditDlqUrl": res.dlq_url,
             "AuditBucketName": res.bucket,
+            "UserPoolId": pool_id,
+            "InvokeScope": "gateway/invoke",
         },
     )
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -58,28 +63,56 @@ def cli(capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def seed(res, tgt, people: dict[str, int]) -> dict[str, str]:
-    """Principals with n served requests each; returns principal id -> pseudonym."""
+@dataclass
+class Person:
+    username: str  # what Cognito holds: the e-mail
+    sub: str  # the principal id
+    pseudonym: str
+    refresh_token: str
+    app_client: str
+
+
+def seed(res, tgt, people: dict[str, int]) -> dict[str, Person]:
+    """Cognito users registered as principals, signed in, with n served requests each."""
     tenancy.create_tenant(tgt, "acme")
-    ddb = tgt.client("dynamodb")
+    ddb, idp = tgt.client("dynamodb"), tgt.client("cognito-idp")
+    pool_id = tgt.output("UserPoolId")
+    app_client = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="web", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    )["UserPoolClient"]["ClientId"]
     sink = KinesisAuditSink(res.settings(), kinesis=res.client("kinesis"), sqs=res.client("sqs"))
-    names = {}
+    found = {}
     exchanges = []
-    for person, n in people.items():
-        tenancy.add_principal(tgt, "acme", person, ["basic_user"])
-        item = ddb.get_item(TableName=res.tenants_table, Key=trail.principal_key(person))["Item"]
-        names[person] = pseudonym(item["pseudonym_secret"]["S"], person)
+    for name, n in people.items():
+        username = f"{name}@example.com"
+        created = idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            UserAttributes=[{"Name": "email", "Value": username}],
+            MessageAction="SUPPRESS",
+        )["User"]
+        sub = next(a["Value"] for a in created["Attributes"] if a["Name"] == "sub")
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password="Passw0rd!x", Permanent=True)
+        tokens = idp.initiate_auth(
+            ClientId=app_client,
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": username, "PASSWORD": "Passw0rd!x"},
+        )["AuthenticationResult"]
+        tenancy.add_principal(tgt, "acme", sub, ["basic_user"])
+        item = ddb.get_item(TableName=res.tenants_table, Key=trail.principal_key(sub))["Item"]
+        alias = pseudonym(item["pseudonym_secret"]["S"], sub)
+        found[name] = Person(username, sub, alias, tokens["RefreshToken"], app_client)
         ddb.put_item(
             TableName=res.usage_table,
             Item={
-                "pk": {"S": f"USAGE#acme#P#{person}"},
+                "pk": {"S": f"USAGE#acme#P#{sub}"},
                 "sk": {"S": "day#2026-11-23"},
                 "tokens": {"N": "30"},
             },
         )
         for i in range(n):
-            ex = make_exchange(tenant="acme", pseudonym=names[person], started_at=T0 + i)
-            ex.principal = Principal(person, "acme", ("basic_user",), names[person])
+            ex = make_exchange(tenant="acme", pseudonym=alias, started_at=T0 + i)
+            ex.principal = Principal(sub, "acme", ("basic_user",), alias)
             exchanges.append(ex)
 
     async def run():
@@ -94,7 +127,29 @@ def seed(res, tgt, people: dict[str, int]) -> dict[str, str]:
             res.client("s3"), res.bucket, request_id=ex.meta.request_id, ip="127.0.0.1", method="POST",
             path="/v1/messages", status=200, request_time=ex.started_at,
         )  # fmt: skip
-    return names
+    return found
+
+
+@pytest.fixture
+def aws_calls(local_target, monkeypatch) -> list[str]:
+    """The operation names of every AWS call the CLI's clients make, in order."""
+    calls: list[str] = []
+    make_client = Target.client
+
+    def recording_client(self, service):
+        client = make_client(self, service)
+        client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+        return client
+
+    monkeypatch.setattr(Target, "client", recording_client)
+    return calls
+
+
+WRITES = ("Delete", "Put", "Update", "Admin", "Create", "Batch", "Sign")
+
+
+def writes(calls: list[str]) -> list[str]:
+    return [c for c in calls if c.startswith(WRITES) and c != "AdminGetUser"]
 
 
 def object_versions(s3, bucket) -> list[tuple[str, str, str]]:
@@ -103,44 +158,134 @@ def object_versions(s3, bucket) -> list[tuple[str, str, str]]:
 
 
 def test_export_then_erase_leaves_the_trail_but_nothing_that_links_to_the_person(
-    audit_resources, local_target, capsys
+    audit_resources, local_target, aws_calls, capsys
 ):
     res, tgt = audit_resources, local_target
-    names = seed(res, tgt, {"alice": 3, "bob": 2})
-    s3 = res.client("s3")
+    people = seed(res, tgt, {"alice": 3, "bob": 2})
+    alice, bob = people["alice"], people["bob"]
+    s3, idp, pool_id = res.client("s3"), res.client("cognito-idp"), tgt.output("UserPoolId")
 
-    code, out = cli(capsys, "gdpr", "export", "alice")
+    code, out = cli(capsys, "gdpr", "export", alice.sub)
     assert code == 0
     export = json.loads(out)
-    assert export["pseudonym"] == names["alice"]
+    assert export["pseudonym"] == alice.pseudonym
     assert len(export["records"]) == 6  # 3 requests + 3 responses
-    assert {r["principal"] for r in export["records"]} == {names["alice"]}
+    assert {r["principal"] for r in export["records"]} == {alice.pseudonym}
     assert {r["event_type"] for r in export["records"]} == {"request", "response"}
     assert export["principal"]["tenant_id"] == "acme" and "pseudonym_secret" not in export["principal"]
 
     before = object_versions(s3, res.bucket)
-    assert cli(capsys, "gdpr", "erase", "alice")[0] == 2  # needs --yes
-    code, _ = cli(capsys, "--json", "gdpr", "erase", "alice", "--yes")
+    assert cli(capsys, "gdpr", "erase", alice.sub)[0] == 2  # needs --yes
+    aws_calls.clear()
+    code, out = cli(capsys, "--json", "gdpr", "erase", alice.sub, "--yes")
     assert code == 0
+    report = json.loads(out)
+    assert report["kind"] == "user" and report["tenant_id"] == "acme"
+    assert [(d["store"], d["what"], d["id"]) for d in report["deleted"]] == [
+        ("cognito", "user (after global sign-out)", alice.username),
+        ("dynamodb", "usage window", f"USAGE#acme#P#{alice.sub} day#2026-11-23"),
+        ("dynamodb", "principal and pseudonym secret", alice.sub),
+    ]
+    # Signed out before deletion; the Cognito identity goes before the secret (a rerun can finish).
+    assert writes(aws_calls) == ["AdminUserGlobalSignOut", "AdminDeleteUser", "DeleteItem", "DeleteItem"]
 
+    # The Cognito user, with her e-mail, is gone, and her refresh token no longer works.
+    with pytest.raises(ClientError) as gone:
+        idp.admin_get_user(UserPoolId=pool_id, Username=alice.username)
+    assert gone.value.response["Error"]["Code"] == "UserNotFoundException"
+    assert idp.list_users(UserPoolId=pool_id, Filter=f'sub = "{alice.sub}"')["Users"] == []
+    with pytest.raises(ClientError) as refused:
+        idp.initiate_auth(
+            ClientId=alice.app_client,
+            AuthFlow="REFRESH_TOKEN_AUTH",
+            AuthParameters={"REFRESH_TOKEN": alice.refresh_token},
+        )
+    assert refused.value.response["Error"]["Code"] == "NotAuthorizedException"
     # The immutable trail is untouched: the same objects, versions and contents.
     assert object_versions(s3, res.bucket) == before
-    code, out = cli(capsys, "gdpr", "export", "alice")
+    code, out = cli(capsys, "gdpr", "export", alice.sub)
     after = json.loads(out)
     assert code == 0 and after["records"] == [] and after["pseudonym"] is None and after["principal"] is None
-    # Nothing left in the tables names alice; the trail never did.
+    # Nothing left in the tables or the pool names alice; the trail never did.
     ddb = res.client("dynamodb")
     for table in (res.tenants_table, res.usage_table):
-        assert "alice" not in json.dumps(ddb.scan(TableName=table)["Items"])
+        items = json.dumps(ddb.scan(TableName=table)["Items"])
+        assert alice.sub not in items and "alice" not in items
+    assert "alice" not in json.dumps(idp.list_users(UserPoolId=pool_id)["Users"], default=str)
     for key in trail.list_keys(s3, res.bucket, ""):
         assert b"alice" not in trail.read_object(s3, res.bucket, key)
+        assert alice.sub.encode() not in trail.read_object(s3, res.bucket, key)
     # Her records are still there, counted under a pseudonym that nothing can recompute any more.
     counts = trail.duckdb_query(
         s3, res.bucket, "SELECT principal, count(*) FROM audit_events GROUP BY 1"
     ).rows
-    assert dict(counts) == {names["alice"]: 6, names["bob"]: 4}
+    assert dict(counts) == {alice.pseudonym: 6, bob.pseudonym: 4}
     # Others are unaffected.
-    assert len(json.loads(cli(capsys, "gdpr", "export", "bob")[1])["records"]) == 4
+    assert len(json.loads(cli(capsys, "gdpr", "export", bob.sub)[1])["records"]) == 4
+    assert idp.admin_get_user(UserPoolId=pool_id, Username=bob.username)["Username"] == bob.username
+
+
+def test_erase_refuses_unknown_and_malformed_ids_and_a_second_run_writes_nothing(
+    audit_resources, local_target, aws_calls, capsys
+):
+    res, tgt = audit_resources, local_target
+    alice = seed(res, tgt, {"alice": 1})["alice"]
+    tables = {t: res.client("dynamodb").scan(TableName=t)["Items"] for t in (res.tenants_table, res.usage_table)}
+
+    # An id that is a Cognito app client but no principal (the pool's own web client): never deleted.
+    for unknown in ("0b0e8f1c-0000-4000-8000-000000000000", alice.app_client):
+        aws_calls.clear()
+        code, out = cli(capsys, "gdpr", "erase", unknown, "--yes")
+        assert code == 1 and out == ""
+        assert writes(aws_calls) == []
+    aws_calls.clear()
+    assert cli(capsys, "gdpr", "erase", 'x" or sub ^= "', "--yes")[0] == 1
+    assert aws_calls == []  # refused before any call
+    assert res.client("cognito-idp").describe_user_pool_client(
+        UserPoolId=tgt.output("UserPoolId"), ClientId=alice.app_client
+    )["UserPoolClient"]["ClientName"] == "web"
+    assert {t: res.client("dynamodb").scan(TableName=t)["Items"] for t in tables} == tables
+
+    # The table output lists exactly what was deleted; a second run finds nothing and writes nothing.
+    code, out = cli(capsys, "gdpr", "erase", alice.sub, "--yes")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["STORE", "WHAT", "ID"] and len(lines) == 4
+    assert alice.username in lines[1]
+    aws_calls.clear()
+    assert cli(capsys, "gdpr", "erase", alice.sub, "--yes")[0] == 1
+    assert writes(aws_calls) == []
+
+
+def test_erase_finishes_an_erasure_cut_short(audit_resources, local_target, capsys):
+    """The Cognito user went but the tables did not (a failure midway): a rerun deletes the rest."""
+    res, tgt = audit_resources, local_target
+    alice = seed(res, tgt, {"alice": 1})["alice"]
+    res.client("cognito-idp").admin_delete_user(UserPoolId=tgt.output("UserPoolId"), Username=alice.username)
+
+    code, out = cli(capsys, "--json", "gdpr", "erase", alice.sub, "--yes")
+
+    assert code == 0
+    assert [d["what"] for d in json.loads(out)["deleted"]] == ["usage window", "principal and pseudonym secret"]
+    assert json.loads(cli(capsys, "gdpr", "export", alice.sub)[1])["principal"] is None
+
+
+def test_erasing_a_machine_principal_deletes_its_app_client(audit_resources, local_target, capsys):
+    res, tgt = audit_resources, local_target
+    tenancy.create_tenant(tgt, "acme")
+    client_id = tenancy.create_client(tgt, "acme", "batch-job", ["basic_user"])["client_id"]
+
+    code, out = cli(capsys, "--json", "gdpr", "erase", client_id, "--yes")
+
+    assert code == 0
+    report = json.loads(out)
+    assert report["kind"] == "client"
+    assert [(d["what"], d["id"]) for d in report["deleted"]] == [
+        ("app client", client_id),
+        ("principal and pseudonym secret", client_id),
+    ]
+    with pytest.raises(ClientError) as gone:
+        res.client("cognito-idp").describe_user_pool_client(UserPoolId=tgt.output("UserPoolId"), ClientId=client_id)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def test_audit_query_and_verify_commands(audit_resources, local_target, capsys):
