@@ -3,6 +3,7 @@ in over the emulators' control APIs; the attempts are read back from the audit r
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import anthropic
@@ -172,3 +173,48 @@ def test_a_stream_that_stalls_after_the_first_byte_ends_with_an_error_event(call
 
     assert caught.value.body["error"] == {"type": "api_error", "message": "the upstream stream stalled"}
     assert elapsed < 3
+
+
+def _breaker_item(stack, key: str) -> dict | None:
+    response = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["TenantsTableName"],
+        Key={"pk": {"S": f"BREAKER#{key}"}, "sk": {"S": "STATE"}},
+        ConsistentRead=True,
+    )
+    return response.get("Item")
+
+
+def test_an_opened_breaker_is_written_to_the_tenants_table(caller) -> None:
+    """Breakers are shared across containers through the tenants table (moto DynamoDB here)."""
+    caller.stack.set_fault("us-east-1", "throttle")  # until cleared
+    for _ in range(caller.stack.app.state.settings.breaker_failure_threshold):
+        caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+
+    deadline = time.monotonic() + 5  # the write is fire-and-forget: it lands just after the reply
+    item = _breaker_item(caller.stack, "bedrock#us-east-1")
+    while item is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        item = _breaker_item(caller.stack, "bedrock#us-east-1")
+    assert item is not None and item["state"]["S"] == "open"
+    assert float(item["opened_until"]["N"]) > time.time()
+
+
+def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
+    """Another container's transition reaches this one through the background refresh, not a request."""
+    from gateway.adapters.breaker_store import DynamoBreakerStore
+    from gateway.domain.breaker import BreakerState
+
+    store = DynamoBreakerStore(caller.stack.app.state.settings, client=caller.stack.client("dynamodb"))
+    now = time.time()
+    asyncio.run(store.save("bedrock#us-east-1", BreakerState("open", now + 60, now + 0.001)))
+    breakers = caller.stack.app.state.breakers
+    breakers._last_refresh = float("-inf")  # a refresh is due (they happen at most every few seconds)
+    caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)  # triggers the refresh
+    deadline = time.monotonic() + 5
+    while breakers.status("bedrock#us-east-1") != "open" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    caller.stack.reset_counts()
+    caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+
+    assert calls(caller.stack, "us-east-1") == 0
+    assert calls(caller.stack, "us-west-2") == 1

@@ -133,8 +133,9 @@ def test_count_tokens(caller) -> None:
     assert upstream_calls(caller.stack) == 0  # an estimate, not a model call
 
 
-def test_no_token_is_401(local_stack, faults) -> None:
-    sdk = anthropic.Anthropic(base_url=local_stack.endpoint, api_key="nope", max_retries=0)
+@pytest.mark.parametrize("token", ["nope", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"])  # not a JWT; a JWT's shape, forged
+def test_a_bad_token_is_401_and_reaches_no_model(token, local_stack, faults) -> None:
+    sdk = anthropic.Anthropic(base_url=local_stack.endpoint, api_key=token, max_retries=0)
     with sdk, pytest.raises(anthropic.AuthenticationError) as caught:
         sdk.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["error"]["type"] == "authentication_error"
