@@ -497,7 +497,7 @@ def erase_principal(target: Any, principal_id: str) -> dict[str, Any]:
 
     # The rule principal ids are registered under, checked before any call: the id goes into a
     # ListUsers filter string, so no quote may reach it.
-    tenancy._check_principal_id(principal_id)
+    tenancy.check_principal_id(principal_id)
     return gdpr_erase(
         target.client("dynamodb"),
         target.client("cognito-idp"),

@@ -189,7 +189,7 @@ def add_principal(
     display_name: str | None = None,
 ) -> dict[str, Any]:
     """Register a Cognito user (by `sub`) or an app client (by client id) as a principal of a tenant."""
-    _check_principal_id(principal_id)
+    check_principal_id(principal_id)
     if kind not in ("user", "client"):
         raise CommandError(f"unknown principal kind {kind!r}: use 'user' or 'client'")
     ddb = _Tables(target)
@@ -493,7 +493,7 @@ def _check_id(value: str, what: str) -> None:
         raise CommandError(f"invalid {what} {value!r}: use letters, digits, '.', '_' or '-' (up to 128)")
 
 
-def _check_principal_id(value: str) -> None:
+def check_principal_id(value: str) -> None:
     if not isinstance(value, str) or not _PRINCIPAL_ID.match(value):
         raise CommandError(f"invalid principal id {value!r}")
 
