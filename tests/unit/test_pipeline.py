@@ -369,8 +369,8 @@ async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world
     reply = await pipeline.messages(exchange, json.dumps({**BODY, "stream": True}).encode(), ())
 
     assert reply.on_done is not None
-    reply.on_done()
-    reply.on_done()
+    await reply.on_done()
+    await reply.on_done()
     await world.app.state.background.drain()
 
     [outcome] = world.audit.outcomes

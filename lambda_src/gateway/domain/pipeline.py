@@ -17,9 +17,11 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from gateway import observability
 from gateway.domain.background import Background
@@ -54,10 +56,12 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # a whole JSON response
     stream: AsyncIterator[bytes] | None = None  # SSE frames
-    # For a stream: the route calls it exactly once when the response is over, however it ended. If
-    # the client went away before the stream started, the relay's own clean-up never ran; this does
-    # it (close the upstream, keep the reservation, write the outcome).
-    on_done: Callable[[], None] | None = None
+    # The route awaits it once, after the client has every byte and BEFORE the response ends (in
+    # Lambda the environment may freeze once it ends, and settlement + outcome record must not be lost).
+    # Whole reply: settle and write the outcome. Stream: if the client went away before the stream
+    # started, the relay's own clean-up never ran; this does it (close the upstream, keep the
+    # reservation, write the outcome); otherwise nothing.
+    on_done: Callable[[], Awaitable[None]] | None = None
 
 
 class MessagesPipeline:
@@ -105,7 +109,7 @@ class MessagesPipeline:
                 )
             upstream, body = await self.chain.invoke(exchange, entry, decision.residency, decision.body, beta)
         except Exception as exc:
-            raise self.reject(exchange, exc, reservation) from (
+            raise await self.reject(exchange, exc, reservation) from (
                 None if isinstance(exc, GatewayError) else exc
             )
         # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
@@ -117,9 +121,11 @@ class MessagesPipeline:
             self._served(exchange, entry, decision.residency, upstream.provider, usage)
         except Exception:
             self._accounting_failed(exchange)
-        finally:
-            self.background.spawn(self._finish(exchange, reservation))
-        return Reply(self.quota.headers(reservation), body=body)
+        return Reply(
+            self.quota.headers(reservation),
+            body=body,
+            on_done=lambda: self.finish_before_end(exchange, reservation),
+        )
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
 
@@ -133,7 +139,7 @@ class MessagesPipeline:
             self._entry(request)
             await self._authorize(exchange, request)
         except Exception as exc:
-            raise self.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
+            raise await self.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
         body = json.dumps({"input_tokens": request.estimated_input_tokens}).encode()
         return Reply(self.principal_headers(exchange.principal), body=body)
 
@@ -175,7 +181,7 @@ class MessagesPipeline:
             raise reserved
         exchange.quota_decision = "granted"
         if isinstance(audited, BaseException):
-            self.background.spawn(self._release(reserved))
+            await self._release(reserved)
             log.error("audit request record failed; refusing the request", exc_info=audited)
             raise ServiceUnavailableError(
                 "the audit trail is unavailable; the request was not sent to a model"
@@ -211,7 +217,7 @@ class MessagesPipeline:
         exchange.usage = None
         exchange.cost_usd = None
 
-    def _unsent(
+    async def _unsent(
         self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
     ) -> None:
         if started:
@@ -220,8 +226,9 @@ class MessagesPipeline:
         exchange.status = 200
         exchange.outcome = "error"
         exchange.error_type = "client_disconnected"
-        self.background.spawn(aclose_quietly(opened.rest))
-        self.background.spawn(self._finish(exchange, reservation))
+        with anyio.CancelScope(shield=True):
+            await aclose_quietly(opened.rest)
+        await self.finish_before_end(exchange, reservation)
 
     async def _relay(
         self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
@@ -261,42 +268,66 @@ class MessagesPipeline:
             exchange.error_type = error_type
             yield error_frame(error_type, message)
         finally:
-            try:
-                await aclose_quietly(opened.rest)
-                exchange.response_sha256 = tracker.sha256()
-                self._served(
-                    exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
-                )
-                if exchange.error_type or not tracker.completed:
-                    # Cut short: the usage seen so far is not final, so settlement keeps the reservation.
-                    exchange.outcome = "error"
-                    exchange.error_type = exchange.error_type or "client_disconnected"
-            except Exception:  # the client has had what it had; the record and settlement still follow
-                self._accounting_failed(exchange)
-            finally:
-                self.background.spawn(self._finish(exchange, reservation))
+            # Shielded: with ASGI 2.3 Starlette cancels the relay when the client leaves, and a
+            # cancelled scope would cancel every await of this clean-up in turn.
+            with anyio.CancelScope(shield=True):
+                await self._relay_done(exchange, opened, reservation, tracker)
 
-    def reject(
+    async def _relay_done(
+        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, tracker: StreamTracker
+    ) -> None:
+        decision = exchange.decision
+        assert decision is not None
+        try:
+            await aclose_quietly(opened.rest)
+            exchange.response_sha256 = tracker.sha256()
+            self._served(
+                exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
+            )
+            if exchange.error_type or not tracker.completed:
+                # Cut short: the usage seen so far is not final, so settlement keeps the reservation.
+                exchange.outcome = "error"
+                exchange.error_type = exchange.error_type or "client_disconnected"
+        except Exception:  # the client has had what it had; the record and settlement still follow
+            self._accounting_failed(exchange)
+        # The client already has message_stop (or the error event); the response ends after this.
+        await self.finish_before_end(exchange, reservation)
+
+    async def reject(
         self, exchange: Exchange, exc: BaseException, reservation: Reservation | None = None
     ) -> GatewayError:
-        """Record a failed request (outcome, background release + audit) and return the error to raise."""
+        """Record a failed request (outcome, release + audit) and return the error to raise.
+
+        The record is written before the error response goes out (see finish_before_end)."""
         error = self._recorded(exchange, exc)
         limits = self.quota.headers(reservation) if reservation is not None else None
         error.headers = {**(limits or self.principal_headers(exchange.principal)), **error.headers}
         if exchange.identity is not None:
-            self.background.spawn(self._finish(exchange, reservation))
+            await self.finish_before_end(exchange, reservation)
         elif reservation is not None:
-            self.background.spawn(self._release(reservation))
+            await self._release(reservation)
         return error
 
-    def refuse(self, exchange: Exchange, exc: BaseException) -> GatewayError:
+    async def refuse(self, exchange: Exchange, exc: BaseException) -> GatewayError:
         """A failed request that calls no model (count_tokens, /v1/models, /v1/usage): a policy refusal
-        gets its `denied` record in the background; bad input and failures are only answered."""
+        gets its `denied` record before the answer goes out; bad input and failures are only answered."""
         error = self._recorded(exchange, exc)
         error.headers = {**self.principal_headers(exchange.principal), **error.headers}
         if exchange.outcome == "denied" and exchange.identity is not None:
-            self.background.spawn(self._finish(exchange, None))
+            await self.finish_before_end(exchange, None)
         return error
+
+    async def finish_before_end(self, exchange: Exchange, reservation: Reservation | None) -> None:
+        """Run _finish and wait for it, cancellation-proof, so the response ends only after it.
+
+        In Lambda the execution environment may be frozen as soon as the response ends: a task left
+        running then (settlement, the outcome record) may never complete. The task is held by
+        `background` (drainable at shutdown) and shielded: if the waiter is cancelled anyway it runs on.
+        Bounded: record_outcome's retries end in the dead-letter queue (kinesis_audit.py).
+        """
+        task = self.background.spawn(self._finish(exchange, reservation))
+        with anyio.CancelScope(shield=True):
+            await asyncio.shield(task)
 
     def _recorded(self, exchange: Exchange, exc: BaseException) -> GatewayError:
         error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
@@ -325,29 +356,39 @@ class MessagesPipeline:
             log.exception("quota release failed")
 
     async def _finish(self, exchange: Exchange, reservation: Reservation | None) -> None:
-        """Settle, keep or release the reservation, then write the outcome record. Runs after the reply.
+        """Settle, keep or release the reservation, and write the outcome record, concurrently (the
+        retries of one never hold up the other). Runs once the client has its reply.
 
         Nothing served (no upstream answered): release. Served with final, readable usage: settle to it.
         Served otherwise (no or zero usage, cut short, accounting failed): keep the whole reservation,
         request included; the counters stay above the true usage, never below.
         """
+        exchange.finished_at = time.time()
         try:
-            if reservation is not None:
-                usage = exchange.usage
-                if exchange.served_by is None:
-                    await self.quota.release(reservation)
-                elif (
-                    exchange.outcome == "response"
-                    and usage is not None
-                    and (usage.input_tokens or usage.output_tokens)
-                ):
-                    await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
-                else:
-                    log.warning("served without final usage; the quota reservation stands as charged")
+            _log_exchange(exchange)
+        except Exception:  # a log line must never cost the settlement or the record
+            log.exception("request log line failed")
+        await asyncio.gather(self._settle(exchange, reservation), self._record_outcome(exchange))
+
+    async def _settle(self, exchange: Exchange, reservation: Reservation | None) -> None:
+        try:
+            if reservation is None:
+                return
+            usage = exchange.usage
+            if exchange.served_by is None:
+                await self.quota.release(reservation)
+            elif (
+                exchange.outcome == "response"
+                and usage is not None
+                and (usage.input_tokens or usage.output_tokens)
+            ):
+                await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
+            else:
+                log.warning("served without final usage; the quota reservation stands as charged")
         except Exception:
             log.exception("quota settlement failed")
-        exchange.finished_at = time.time()
-        _log_exchange(exchange)
+
+    async def _record_outcome(self, exchange: Exchange) -> None:
         try:
             await self.audit.record_outcome(exchange)
         except Exception:  # the port says it never raises; make sure of it

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -20,11 +21,12 @@ class RelayResponse(StreamingResponse):
     """A StreamingResponse that always reports its end, even when the client left before the first byte.
 
     However the response ends (done, client gone, cancelled), the relay is closed now, so its own
-    clean-up runs at once rather than whenever the generator is collected, and then `on_done` runs
-    once, which cleans up a relay that never started.
+    clean-up (settlement, outcome record) runs at once rather than whenever the generator is collected,
+    and then `on_done` runs once, which cleans up a relay that never started. Both run before the
+    response ends: the relay awaits its clean-up before its last frame is followed by the end.
     """
 
-    def __init__(self, *args: Any, on_done: Callable[[], None] | None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_done: Callable[[], Awaitable[None]] | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_done = on_done
 
@@ -32,12 +34,37 @@ class RelayResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            try:
-                await aclose_quietly(self.body_iterator)
-            finally:
-                on_done, self.on_done = self.on_done, None
-                if on_done is not None:
-                    on_done()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await aclose_quietly(self.body_iterator)
+                finally:
+                    on_done, self.on_done = self.on_done, None
+                    if on_done is not None:
+                        await on_done()
+
+
+class FinishingResponse(Response):
+    """A whole JSON reply whose response ends only after `on_done` (settlement and outcome record).
+
+    The complete body goes out first, with its content-length, so the client has its answer at once;
+    the empty last chunk that ends the response follows `on_done`. In Lambda the environment may
+    freeze once the response ends, which would lose work left running after it.
+    """
+
+    def __init__(self, *args: Any, on_done: Callable[[], Awaitable[None]] | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_done = on_done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        finally:
+            on_done, self.on_done = self.on_done, None
+            if on_done is not None:
+                with anyio.CancelScope(shield=True):
+                    await on_done()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _pipeline(request: Request) -> MessagesPipeline:
@@ -52,7 +79,7 @@ async def create_message(request: Request) -> Response:
     try:
         raw = await read_body(request, pipeline.max_body_bytes)
     except Exception as exc:
-        raise pipeline.reject(exchange, exc) from None
+        raise await pipeline.reject(exchange, exc) from None
     reply = await pipeline.messages(exchange, raw, parse_beta_header(request.headers.get("anthropic-beta")))
     if reply.stream is not None:
         return RelayResponse(
@@ -61,7 +88,9 @@ async def create_message(request: Request) -> Response:
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **reply.headers},
         )
-    return Response(reply.body, media_type="application/json", headers=reply.headers)
+    return FinishingResponse(
+        reply.body, on_done=reply.on_done, media_type="application/json", headers=reply.headers
+    )
 
 
 async def count_tokens(request: Request) -> Response:
@@ -71,6 +100,6 @@ async def count_tokens(request: Request) -> Response:
     try:
         raw = await read_body(request, pipeline.max_body_bytes)
     except Exception as exc:
-        raise pipeline.refuse(exchange, exc) from None
+        raise await pipeline.refuse(exchange, exc) from None
     reply = await pipeline.count_tokens(exchange, raw)
     return Response(reply.body, media_type="application/json", headers=reply.headers)

@@ -36,7 +36,7 @@ async def list_models(request: Request) -> JSONResponse:
             require(await permissions(exchange.principal), "read", "listing models")
         entries = await tenancy.allowed_models(exchange.principal)
     except Exception as exc:  # a refusal gets its `denied` audit record
-        raise pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
+        raise await pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
     data = [model_info(entry) for entry in entries]
     return JSONResponse(
         {

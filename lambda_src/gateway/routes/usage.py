@@ -24,7 +24,7 @@ async def usage(request: Request) -> JSONResponse:
             require(await permissions(principal), "read", "reading usage")
         report = await request.app.state.quota.usage_report(principal)
     except Exception as exc:  # a refusal gets its `denied` audit record
-        raise pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
+        raise await pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
     # The report's exact numbers win; the container's view fills in what it lacks (reset times).
     headers = {**pipeline.principal_headers(principal), **report_headers(report)}
     return JSONResponse(report, headers=headers)
