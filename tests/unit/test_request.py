@@ -143,3 +143,33 @@ def test_max_tokens_at_the_ceiling_is_accepted_and_checked_on_count_tokens_too()
     assert parse({**BASE, "max_tokens": MAX_TOKENS_CEILING}).max_tokens == MAX_TOKENS_CEILING
     with pytest.raises(InvalidRequestError, match="max_tokens"):
         parse({**BASE, "max_tokens": 10**400}, require_max_tokens=False)
+
+
+def document(source: dict) -> dict:
+    body = {**BASE, "max_tokens": 10}
+    body["messages"] = [{"role": "user", "content": [{"type": "document", "source": source}]}]
+    return body
+
+
+def test_a_base64_document_is_estimated_from_its_size_not_a_flat_figure() -> None:
+    import base64
+
+    pdf = base64.b64encode(b"%PDF" + b"x" * 399_996).decode()  # 400 kB decoded
+    request = parse_messages_request(
+        json.dumps(document({"type": "base64", "media_type": "application/pdf", "data": pdf})).encode(),
+        max_body_bytes=4 * LIMIT,
+    )
+
+    # about a token per 4 bytes: 100k tokens, far above the flat image figure
+    assert 99_000 <= request.estimated_input_tokens <= 101_000
+    assert request.has_images  # documents still need the vision permission, as before
+
+
+def test_text_and_content_documents_count_their_text_and_a_url_document_the_flat_figure() -> None:
+    text = parse(document({"type": "text", "media_type": "text/plain", "data": "abcd" * 5000}))
+    content = parse(document({"type": "content", "content": [{"type": "text", "text": "abcd" * 3000}]}))
+    url = parse(document({"type": "url", "url": "https://example.com/a.pdf"}))
+
+    assert text.estimated_input_tokens == 5000
+    assert content.estimated_input_tokens == 3000
+    assert url.estimated_input_tokens == IMAGE_TOKEN_ESTIMATE

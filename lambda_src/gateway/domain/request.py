@@ -17,6 +17,8 @@ from gateway.domain.ports import MessagesRequest
 # Anthropic bills an image at about (width * height) / 750 tokens, capped near this figure; the
 # estimate reserves the cap rather than counting base64 characters as text.
 IMAGE_TOKEN_ESTIMATE = 1600
+# A text or PDF document is estimated from its size, about one token per 4 bytes (the estimate
+# counts a byte as a character): a flat figure would under-reserve a large document many times over.
 _CHARS_PER_TOKEN = 4
 _ROLES = ("user", "assistant")
 # No Claude model writes more than this many output tokens (the per-model bound is the catalog's
@@ -78,15 +80,16 @@ def _parse_body(
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("messages: field required (a non-empty list)")
     text_chars = 0
-    images = 0
+    visual = flat = 0
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequestError(f"messages.{i}: must be an object")
         if message.get("role") not in _ROLES:
             raise InvalidRequestError(f"messages.{i}.role: must be one of {list(_ROLES)}")
-        chars, imgs = _content_size(message.get("content"), f"messages.{i}.content")
+        chars, v, f = _content_size(message.get("content"), f"messages.{i}.content")
         text_chars += chars
-        images += imgs
+        visual += v
+        flat += f
     system = body.get("system")
     if system is not None:
         if isinstance(system, str):
@@ -108,8 +111,8 @@ def _parse_body(
         max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
         stream=stream,
         uses_tools=bool(tools) or _has_block(messages, ("tool_use", "tool_result")),
-        has_images=images > 0,
-        estimated_input_tokens=max(1, text_chars // _CHARS_PER_TOKEN + images * IMAGE_TOKEN_ESTIMATE),
+        has_images=visual > 0,
+        estimated_input_tokens=max(1, text_chars // _CHARS_PER_TOKEN + flat * IMAGE_TOKEN_ESTIMATE),
         body=body,
         body_sha256=hashlib.sha256(raw).hexdigest(),
         beta=beta,
@@ -122,13 +125,14 @@ def parse_beta_header(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _content_size(content: Any, where: str) -> tuple[int, int]:
-    """(text characters, image blocks) of a content value; unknown block types count as their JSON."""
+def _content_size(content: Any, where: str) -> tuple[int, int, int]:
+    """(characters, image and document blocks, blocks estimated at IMAGE_TOKEN_ESTIMATE) of a content
+    value; a document counts its bytes as characters; unknown block types count as their JSON."""
     if isinstance(content, str):
-        return len(content), 0
+        return len(content), 0, 0
     if not isinstance(content, list):
         raise InvalidRequestError(f"{where}: must be a string or a list of content blocks")
-    chars = images = 0
+    chars = visual = flat = 0
     for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise InvalidRequestError(f"{where}.{j}: must be a content block object with a string type")
@@ -138,17 +142,44 @@ def _content_size(content: Any, where: str) -> tuple[int, int]:
             if not isinstance(text, str):
                 raise InvalidRequestError(f"{where}.{j}.text: must be a string")
             chars += len(text)
-        elif kind in ("image", "document"):
-            images += 1
+        elif kind == "image":
+            visual += 1
+            flat += 1
+        elif kind == "document":
+            visual += 1
+            size = _document_chars(block.get("source"), f"{where}.{j}.source")
+            if size is None:  # by reference (url, file id): the size is unknown here
+                flat += 1
+            else:
+                chars += size
         elif kind == "tool_result":
             inner = block.get("content")
             if inner is not None:
-                c, i = _content_size(inner, f"{where}.{j}.content")
+                c, v, f = _content_size(inner, f"{where}.{j}.content")
                 chars += c
-                images += i
+                visual += v
+                flat += f
         else:
             chars += len(json.dumps(block))
-    return chars, images
+    return chars, visual, flat
+
+
+def _document_chars(source: Any, where: str) -> int | None:
+    """A document's size in characters (bytes for base64 data); None when it is only referenced."""
+    if not isinstance(source, dict):
+        return None
+    data = source.get("data")
+    kind = source.get("type")
+    if kind == "base64" and isinstance(data, str):
+        return len(data) // 4 * 3  # decoded bytes
+    if kind == "text" and isinstance(data, str):
+        return len(data)
+    if kind == "content":
+        try:
+            return _content_size(source.get("content"), f"{where}.content")[0]
+        except InvalidRequestError:  # passed through as it is; the upstream judges it
+            return None
+    return None
 
 
 def _has_block(messages: list[dict[str, Any]], kinds: tuple[str, ...]) -> bool:
