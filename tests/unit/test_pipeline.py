@@ -375,7 +375,10 @@ async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world
 
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.error_type) == ("error", "client_disconnected")
-    # The model was called: the reservation stands (usage unknown), it is neither released nor settled.
-    assert world.quota.kept == world.quota.reserved and world.quota.reserved
+    # The model was called and its unsent first event told the input: settled to that input plus
+    # max_tokens of output (at or above the true usage), never released.
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == (12, BODY["max_tokens"])
+    assert not world.quota.released and outcome.response_sha256 is None
     assert [chunk async for chunk in reply.stream] == []  # the relay does not start after clean-up
     assert len(world.audit.outcomes) == 1

@@ -319,9 +319,11 @@ async def test_a_stream_the_client_never_read_is_closed_and_audited_through_the_
 
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.error_type) == ("error", "client_disconnected")
-    # The model was called (its first event came back): the reservation stands, nothing is released.
-    assert world.quota.kept == world.quota.reserved and world.quota.reserved
-    assert not world.quota.released and not world.quota.settled
+    # The model was called (its first event came back): settled to the input it reported plus
+    # max_tokens of output, at or above the true usage; nothing is released.
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == (12, BODY["max_tokens"])
+    assert not world.quota.released
 
 
 async def test_a_stream_left_after_the_first_event_is_cleaned_up_before_the_response_ends(
@@ -336,7 +338,8 @@ async def test_a_stream_left_after_the_first_event_is_cleaned_up_before_the_resp
     assert [m["type"] for m in sent] == ["http.response.start"]
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.error_type) == ("error", "client_disconnected")
-    assert world.quota.kept == world.quota.reserved
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == (12, BODY["max_tokens"])
 
 
 async def test_a_stream_read_to_the_end_is_finished_exactly_once(world: World) -> None:

@@ -197,15 +197,18 @@ class MessagesPipeline:
         exchange.usage = usage
         exchange.cost_usd = None
         if usage is not None:
-            exchange.cost_usd = entry.cost_usd(
-                residency,
-                provider,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_input_tokens,
-                cache_write_tokens=usage.cache_creation_input_tokens,
-                geo_uplift=self.catalog.geo_uplift,
-            )
+            exchange.cost_usd = self._cost(entry, residency, provider, usage)
+
+    def _cost(self, entry: CatalogEntry, residency: str, provider: str, usage: Usage) -> float:
+        return entry.cost_usd(
+            residency,
+            provider,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens,
+            cache_write_tokens=usage.cache_creation_input_tokens,
+            geo_uplift=self.catalog.geo_uplift,
+        )
 
     def _accounting_failed(self, exchange: Exchange) -> None:
         """The reply went (or goes) out but the gateway could not account for it: an `error` outcome
@@ -223,12 +226,15 @@ class MessagesPipeline:
         if started:
             return
         started.append(True)
-        exchange.status = 200
-        exchange.outcome = "error"
         exchange.error_type = "client_disconnected"
+        # The client got nothing, but the upstream did start: its first event tells the input billed.
+        tracker = StreamTracker()
+        try:
+            tracker.observe(*opened.first, b"")
+        except Exception:
+            log.warning("the unsent first event could not be read")
         with anyio.CancelScope(shield=True):
-            await aclose_quietly(opened.rest)
-        await self.finish_before_end(exchange, reservation)
+            await self._relay_done(exchange, opened, reservation, tracker, sent=False)
 
     async def _relay(
         self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, started: list[bool]
@@ -237,8 +243,6 @@ class MessagesPipeline:
             return
         started.append(True)
         tracker = StreamTracker()
-        decision = exchange.decision
-        assert decision is not None
         exchange.status = 200
         try:
             event, data = opened.first
@@ -274,24 +278,37 @@ class MessagesPipeline:
                 await self._relay_done(exchange, opened, reservation, tracker)
 
     async def _relay_done(
-        self, exchange: Exchange, opened: OpenedStream, reservation: Reservation, tracker: StreamTracker
+        self,
+        exchange: Exchange,
+        opened: OpenedStream,
+        reservation: Reservation,
+        tracker: StreamTracker,
+        *,
+        sent: bool = True,
     ) -> None:
         decision = exchange.decision
-        assert decision is not None
+        request = exchange.request
+        assert decision is not None and request is not None
+        bound: tuple[Usage, float] | None = None
         try:
             await aclose_quietly(opened.rest)
-            exchange.response_sha256 = tracker.sha256()
-            self._served(
-                exchange, decision.entry, decision.residency, opened.upstream.provider, tracker.usage()
-            )
+            if sent:
+                exchange.response_sha256 = tracker.sha256()
+            provider = opened.upstream.provider
+            self._served(exchange, decision.entry, decision.residency, provider, tracker.usage())
             if exchange.error_type or not tracker.completed:
-                # Cut short: the usage seen so far is not final, so settlement keeps the reservation.
+                # Cut short: the usage seen so far is not final. Settle to a bound at or above the true
+                # usage (exact input from message_start, output at most max_tokens), or keep it all.
                 exchange.outcome = "error"
                 exchange.error_type = exchange.error_type or "client_disconnected"
+                upper = tracker.upper_bound(request.max_tokens)
+                if upper is not None:
+                    bound = upper, self._cost(decision.entry, decision.residency, provider, upper)
         except Exception:  # the client has had what it had; the record and settlement still follow
             self._accounting_failed(exchange)
+            bound = None
         # The client already has message_stop (or the error event); the response ends after this.
-        await self.finish_before_end(exchange, reservation)
+        await self.finish_before_end(exchange, reservation, bound)
 
     async def reject(
         self, exchange: Exchange, exc: BaseException, reservation: Reservation | None = None
@@ -317,7 +334,9 @@ class MessagesPipeline:
             await self.finish_before_end(exchange, None)
         return error
 
-    async def finish_before_end(self, exchange: Exchange, reservation: Reservation | None) -> None:
+    async def finish_before_end(
+        self, exchange: Exchange, reservation: Reservation | None, bound: tuple[Usage, float] | None = None
+    ) -> None:
         """Run _finish and wait for it, cancellation-proof, so the response ends only after it.
 
         In Lambda the execution environment may be frozen as soon as the response ends: a task left
@@ -325,7 +344,7 @@ class MessagesPipeline:
         `background` (drainable at shutdown) and shielded: if the waiter is cancelled anyway it runs on.
         Bounded: record_outcome's retries end in the dead-letter queue (kinesis_audit.py).
         """
-        task = self.background.spawn(self._finish(exchange, reservation))
+        task = self.background.spawn(self._finish(exchange, reservation, bound))
         with anyio.CancelScope(shield=True):
             await asyncio.shield(task)
 
@@ -355,22 +374,28 @@ class MessagesPipeline:
         except Exception:
             log.exception("quota release failed")
 
-    async def _finish(self, exchange: Exchange, reservation: Reservation | None) -> None:
+    async def _finish(
+        self, exchange: Exchange, reservation: Reservation | None, bound: tuple[Usage, float] | None = None
+    ) -> None:
         """Settle, keep or release the reservation, and write the outcome record, concurrently (the
         retries of one never hold up the other). Runs once the client has its reply.
 
         Nothing served (no upstream answered): release. Served with final, readable usage: settle to it.
-        Served otherwise (no or zero usage, cut short, accounting failed): keep the whole reservation,
-        request included; the counters stay above the true usage, never below.
+        Served and cut short with the input known (`bound`: exact input from message_start, output at
+        max_tokens): settle to that bound, which is at or above the true usage whatever the estimate was.
+        Served otherwise (no or zero usage, accounting failed): keep the whole reservation, request
+        included; the counters stay above the true usage, never below.
         """
         exchange.finished_at = time.time()
         try:
             _log_exchange(exchange)
         except Exception:  # a log line must never cost the settlement or the record
             log.exception("request log line failed")
-        await asyncio.gather(self._settle(exchange, reservation), self._record_outcome(exchange))
+        await asyncio.gather(self._settle(exchange, reservation, bound), self._record_outcome(exchange))
 
-    async def _settle(self, exchange: Exchange, reservation: Reservation | None) -> None:
+    async def _settle(
+        self, exchange: Exchange, reservation: Reservation | None, bound: tuple[Usage, float] | None
+    ) -> None:
         try:
             if reservation is None:
                 return
@@ -383,6 +408,8 @@ class MessagesPipeline:
                 and (usage.input_tokens or usage.output_tokens)
             ):
                 await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
+            elif bound is not None:
+                await self.quota.settle(reservation, *bound)
             else:
                 log.warning("served without final usage; the quota reservation stands as charged")
         except Exception:

@@ -87,6 +87,7 @@ class StreamTracker:
         self._counts = dict.fromkeys(_USAGE_FIELDS, 0)
         self._usage_seen = False
         self._usage_odd = False
+        self._input_known = False  # message_start reported a readable input count
         self.completed = False
         self.bytes_sent = 0
 
@@ -94,7 +95,9 @@ class StreamTracker:
         self._hash.update(framed)
         self.bytes_sent += len(framed)
         if event == "message_start":
-            self._take(_get(json.loads(data), "message", "usage"))
+            usage = _get(json.loads(data), "message", "usage")
+            self._take(usage)
+            self._input_known = isinstance(usage, dict) and token_count(usage.get("input_tokens")) is not None
         elif event == "message_delta":
             self._take(_get(json.loads(data), "usage"))
         elif event == "message_stop":
@@ -120,6 +123,21 @@ class StreamTracker:
         if not self._usage_seen or self._usage_odd:
             return None
         return Usage(*(self._counts[name] for name in _USAGE_FIELDS))
+
+    def upper_bound(self, max_tokens: int) -> Usage | None:
+        """For a stream cut short: usage provably at or above the true one, or None when unknown.
+
+        Input and cache counts are exact from message_start; output can be no more than max_tokens.
+        """
+        usage = self.usage()
+        if usage is None or not self._input_known:
+            return None
+        return Usage(
+            usage.input_tokens,
+            max(usage.output_tokens, max_tokens),
+            usage.cache_read_input_tokens,
+            usage.cache_creation_input_tokens,
+        )
 
     def sha256(self) -> str:
         return self._hash.hexdigest()

@@ -1,0 +1,73 @@
+"""A served request never leaves the quota counters below its true usage, even when the estimate was low
+and the stream was cut short before the final usage came."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from gateway.domain.failover import UpstreamFailure
+
+from tests.unit.runtime_fakes import stream_events
+from tests.unit.test_pipeline import BODY, World
+
+pytestmark = pytest.mark.anyio
+
+
+def pdf_body(decoded_bytes: int) -> dict:
+    pdf = {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(b"x" * decoded_bytes).decode(),
+        },
+    }
+    return {**BODY, "stream": True, "messages": [{"role": "user", "content": [pdf, {"type": "text", "text": "sum"}]}]}
+
+
+async def test_a_stream_cut_short_settles_to_the_input_it_reported_plus_max_tokens() -> None:
+    world = World(max_body_bytes=8 << 20)
+    # The estimate is far below what message_start reports.
+    world.east.events = stream_events(input_tokens=150_000)
+    world.east.fail_after = (2, UpstreamFailure("next", 500, "api_error", "boom"))
+    response = await world.post(pdf_body(40_000))
+
+    assert "event: error" in response.text
+    [outcome] = world.audit.outcomes
+    assert (outcome.outcome, outcome.usage.input_tokens) == ("error", 150_000)
+    [(reservation, usage, cost)] = world.quota.settled
+    assert reservation.tokens < 150_000  # the reservation alone would have under-metered
+    assert (usage.input_tokens, usage.output_tokens) == (150_000, BODY["max_tokens"])
+    # sonnet: 3 $/M input, 15 $/M output, 10 % geographic uplift
+    assert cost == pytest.approx((150_000 * 3 + 64 * 15) / 1e6 * 1.1)
+
+
+async def test_a_stream_cut_short_with_cache_tokens_keeps_them_in_the_bound() -> None:
+    world = World()
+    events = stream_events(input_tokens=20)
+    start = json.loads(events[0][1])
+    start["message"]["usage"].update(cache_read_input_tokens=5000, cache_creation_input_tokens=700)
+    events[0] = ("message_start", json.dumps(start).encode())
+    world.east.events = events
+    world.east.fail_after = (3, UpstreamFailure("next", 500, "api_error", "boom"))
+    await world.post({**BODY, "stream": True})
+
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == (20, 64)
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (5000, 700)
+
+
+async def test_a_stream_cut_short_without_a_readable_input_count_keeps_the_whole_reservation() -> None:
+    world = World()
+    events = stream_events()
+    start = json.loads(events[0][1])
+    start["message"]["usage"] = {"output_tokens": 1}  # no input count
+    events[0] = ("message_start", json.dumps(start).encode())
+    world.east.events = events
+    world.east.fail_after = (2, UpstreamFailure("next", 500, "api_error", "boom"))
+    await world.post({**BODY, "stream": True})
+
+    assert world.quota.kept == world.quota.reserved and world.quota.reserved
+    assert not world.quota.settled and not world.quota.released
