@@ -77,3 +77,40 @@ def test_stream_exceptions_have_lower_case_names_and_no_status() -> None:
 def test_connection_problems_fail_over() -> None:
     assert classify(EndpointConnectionError(endpoint_url="http://x")).kind == NEXT
     assert classify(ReadTimeoutError(endpoint_url="http://x")).kind == NEXT
+    # The request was sent before the read timed out: Bedrock may still run it; a refused connection never ran.
+    assert classify(ReadTimeoutError(endpoint_url="http://x")).possibly_billed
+    assert not classify(EndpointConnectionError(endpoint_url="http://x")).possibly_billed
+
+
+class AcceptThenFail:
+    """A bedrock-runtime client whose stream is accepted, then fails before its first event."""
+
+    def invoke_model_with_response_stream(self, **kwargs):
+        def events():
+            raise EventStreamError(
+                {"Error": {"Code": "modelStreamErrorException", "Message": "boom"}}, "InvokeModelWithResponseStream"
+            )
+            yield  # pragma: no cover
+
+        return {"body": events()}
+
+    def invoke_model(self, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "InvokeModel")
+
+
+@pytest.mark.anyio
+async def test_a_stream_that_fails_after_it_was_accepted_is_possibly_billed_a_refusal_is_not() -> None:
+    from gateway.adapters.bedrock import BedrockUpstream
+    from gateway.domain.failover import UpstreamFailure
+
+    from tests.unit.runtime_fakes import settings
+
+    upstream = BedrockUpstream(settings(), "us-east-1", client=AcceptThenFail())
+    with pytest.raises(UpstreamFailure) as accepted:
+        async for _ in upstream.stream("m", {"max_tokens": 1}, beta=(), timeout=5):
+            pass
+    with pytest.raises(UpstreamFailure) as refused:
+        await upstream.invoke("m", {"max_tokens": 1}, beta=(), timeout=5)
+
+    assert accepted.value.possibly_billed and accepted.value.code == "ModelStreamErrorException"
+    assert not refused.value.possibly_billed and refused.value.status == 429

@@ -71,3 +71,59 @@ async def test_a_stream_cut_short_without_a_readable_input_count_keeps_the_whole
 
     assert world.quota.kept == world.quota.reserved and world.quota.reserved
     assert not world.quota.settled and not world.quota.released
+
+
+# -- tries that may have been billed without answering -----------------------------------------------
+
+
+def one_reservation(world: World) -> tuple[int, int]:
+    request_tokens = world.quota.reserved[0].tokens - BODY["max_tokens"]
+    return request_tokens, BODY["max_tokens"]
+
+
+async def test_a_timed_out_try_before_the_serving_one_adds_a_reservation_to_the_settlement() -> None:
+    from gateway.domain.failover import timed_out
+
+    world = World()
+    world.east.script = [timed_out("Bedrock did not answer in time")]
+    response = await world.post(BODY)
+
+    assert response.status_code == 200
+    est_input, max_tokens = one_reservation(world)
+    [(_, usage, cost)] = world.quota.settled
+    # served: 12 in, 5 out; plus the timed-out try: its input (at least the served one) and max_tokens
+    assert (usage.input_tokens, usage.output_tokens) == (12 + max(est_input, 12), 5 + max_tokens)
+    assert cost > (12 * 3 + 5 * 15) / 1e6 * 1.1
+    [outcome] = world.audit.outcomes
+    assert [a.error for a in outcome.attempts] == ["Timeout (possibly billed)", None]
+
+
+async def test_nothing_served_after_timeouts_is_not_released() -> None:
+    from gateway.domain.failover import timed_out
+
+    world = World()
+    for up in (world.east, world.west, world.vertex):
+        up.script = [timed_out("no answer")]
+    response = await world.post(BODY)
+
+    assert response.status_code >= 500
+    assert not world.quota.released
+    est_input, max_tokens = one_reservation(world)
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == (3 * est_input, 3 * max_tokens)
+
+
+async def test_a_stream_failing_after_it_was_accepted_counts_as_possibly_billed() -> None:
+    world = World()
+    failure = UpstreamFailure("retry", 424, "api_error", "stream broke", code="ModelStreamErrorException")
+    failure.possibly_billed = True
+    world.east.events, world.east.fail_after = stream_events(), (0, failure)
+    world.east.script = ["ok", "ok"]
+    await world.post({**BODY, "stream": True})
+
+    # east failed twice (one retry) after accepting; west served.
+    [outcome] = world.audit.outcomes
+    assert [a.possibly_billed for a in outcome.attempts] == [True, True, False]
+    est_input, max_tokens = one_reservation(world)
+    [(_, usage, _)] = world.quota.settled
+    assert usage.output_tokens == 5 + 2 * max_tokens

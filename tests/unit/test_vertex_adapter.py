@@ -79,3 +79,47 @@ def test_google_and_httpx_are_not_imported_for_bedrock_only() -> None:
         env={"PYTHONPATH": str(LAMBDA_SRC), "PATH": ""},
     )
     assert out.stdout.strip() == "[]"
+
+
+def vertex_with(handler) -> VertexUpstream:
+    import httpx
+
+    up = VertexUpstream(settings(vertex_project="p", vertex_endpoint="http://vertex.test/"), "global")
+    up._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+    async def token() -> str:
+        return "t"
+
+    up._token = token  # type: ignore[method-assign]
+    return up
+
+
+@pytest.mark.anyio
+async def test_possibly_billed_only_when_vertex_had_the_request() -> None:
+    import httpx
+    from gateway.domain.failover import UpstreamFailure
+
+    def accepted_then_error(request: httpx.Request) -> httpx.Response:
+        body = b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"x"}}\n\n'
+        return httpx.Response(200, stream=httpx.ByteStream(body))
+
+    def never_connected(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("no route", request=request)
+
+    def read_timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async def failure(handler, stream: bool) -> UpstreamFailure:
+        up = vertex_with(handler)
+        with pytest.raises(UpstreamFailure) as caught:
+            if stream:
+                async for _ in up.stream("m", {"max_tokens": 1}, beta=(), timeout=5):
+                    pass
+            else:
+                await up.invoke("m", {"max_tokens": 1}, beta=(), timeout=5)
+        return caught.value
+
+    assert (await failure(accepted_then_error, True)).possibly_billed
+    assert (await failure(read_timeout, False)).possibly_billed
+    assert not (await failure(never_connected, False)).possibly_billed
+    assert not (await failure(never_connected, True)).possibly_billed

@@ -21,7 +21,15 @@ from typing import Any
 from gateway.adapters import aws
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, timed_out
+from gateway.domain.failover import (
+    CLIENT,
+    MISCONFIG,
+    NEXT,
+    RETRY,
+    UpstreamFailure,
+    possibly_billed,
+    timed_out,
+)
 from gateway.domain.sse import event_type
 from gateway.settings import Settings
 
@@ -55,7 +63,7 @@ def bedrock_body(body: dict[str, Any], beta: tuple[str, ...]) -> bytes:
 
 def classify(exc: BaseException) -> UpstreamFailure:
     """Map a botocore exception to the failover loop's terms."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
     if isinstance(exc, UpstreamFailure):
         return exc
@@ -72,8 +80,16 @@ def classify(exc: BaseException) -> UpstreamFailure:
         error_type = "overloaded_error" if status == 529 else ERROR_TYPE_BY_STATUS.get(status, "api_error")
         return UpstreamFailure(kind, status, error_type, message, code=code or f"HTTP{status}")
     if isinstance(exc, BotoCoreError):
-        # Connection refused/reset, read/connect timeouts: the region is unreachable for now.
-        return UpstreamFailure(NEXT, 502, "api_error", str(exc), code=type(exc).__name__)
+        # Connection refused/reset, read/connect timeouts: the region is unreachable for now. A read
+        # timeout came after the request was sent: Bedrock may still run it.
+        return UpstreamFailure(
+            NEXT,
+            502,
+            "api_error",
+            str(exc),
+            code=type(exc).__name__,
+            possibly_billed=isinstance(exc, ReadTimeoutError),
+        )
     return UpstreamFailure(NEXT, 502, "api_error", repr(exc), code=type(exc).__name__)
 
 
@@ -119,6 +135,7 @@ class BedrockUpstream:
             call = loop.run_in_executor(EXECUTOR, self._invoke, model_id, payload)
             return await asyncio.wait_for(call, timeout)
         except TimeoutError:
+            # The thread goes on with the call: Bedrock may answer (and bill) after we stopped waiting.
             raise timed_out("Bedrock did not answer in time") from None
 
     def _invoke(self, model_id: str, payload: bytes) -> bytes:
@@ -143,10 +160,12 @@ class BedrockUpstream:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
+            accepted = False
             try:
                 response = self.client.invoke_model_with_response_stream(
                     modelId=model_id, body=payload, contentType="application/json", accept="application/json"
                 )
+                accepted = True
                 state["stream"] = response["body"]
                 for event in response["body"]:
                     if state["stop"]:
@@ -156,7 +175,8 @@ class BedrockUpstream:
                         put(("event", chunk["bytes"]))
                 put(("end", None))
             except Exception as exc:
-                put(("error", classify(exc)))
+                failure = classify(exc)
+                put(("error", possibly_billed(failure) if accepted else failure))
             finally:
                 _close(state.get("stream"))
 

@@ -15,9 +15,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, timed_out
+from gateway.domain.failover import (
+    CLIENT,
+    MISCONFIG,
+    NEXT,
+    RETRY,
+    UpstreamFailure,
+    possibly_billed,
+    timed_out,
+)
 from gateway.domain.sse import SSEParser
 from gateway.settings import Settings
 
@@ -180,13 +190,16 @@ class VertexUpstream:
             try:
                 async for chunk in response.aiter_raw():
                     for event, data in parser.feed(chunk):
-                        if event == "error":
-                            raise _stream_error(data)
+                        if event == "error":  # accepted, then failed: it may have run
+                            raise possibly_billed(_stream_error(data))
                         yield event, data
             except httpx.HTTPError as exc:
-                raise _transport_failure(exc, RETRY) from None
+                raise possibly_billed(_transport_failure(exc, RETRY)) from None
         finally:
-            await response.aclose()
+            # Shielded: when the client leaves, Starlette cancels the relay, and an unshielded close
+            # would be cancelled before the connection is released.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -198,7 +211,9 @@ def _transport_failure(exc: Exception, kind: str) -> UpstreamFailure:
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):
-        return timed_out(f"Vertex AI did not answer in time ({type(exc).__name__})")
+        # A connect or pool timeout never sent the request; a read or write timeout may have.
+        sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        return timed_out(f"Vertex AI did not answer in time ({type(exc).__name__})", possibly_billed=sent)
     return UpstreamFailure(kind, 502, "api_error", str(exc) or type(exc).__name__, code=type(exc).__name__)
 
 

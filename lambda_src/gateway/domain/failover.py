@@ -41,18 +41,36 @@ T = TypeVar("T")
 class UpstreamFailure(Exception):
     """An upstream answer that is not a success, classified for the failover loop."""
 
-    def __init__(self, kind: str, status: int, error_type: str, message: str, *, code: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        code: str = "",
+        possibly_billed: bool = False,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.error_type = error_type
         self.message = message
         self.code = code or error_type
+        # The upstream had the request and may have run it (and billed it) without answering us.
+        self.possibly_billed = possibly_billed
 
 
-def timed_out(message: str) -> UpstreamFailure:
-    """A try that ran out of time: the region may be stuck, so the next one is tried."""
-    return UpstreamFailure(NEXT, 504, "api_error", message, code="Timeout")
+def timed_out(message: str, *, possibly_billed: bool = True) -> UpstreamFailure:
+    """A try that ran out of time: the region may be stuck, so the next one is tried. It had the
+    request (unless the connection was never made), so it may still run and bill it."""
+    return UpstreamFailure(NEXT, 504, "api_error", message, code="Timeout", possibly_billed=possibly_billed)
+
+
+def possibly_billed(failure: UpstreamFailure) -> UpstreamFailure:
+    """The same failure, marked: it came after the upstream accepted the request."""
+    failure.possibly_billed = True
+    return failure
 
 
 class Upstream(Protocol):
@@ -159,9 +177,7 @@ class FailoverChain:
                 first = await asyncio.wait_for(events.__anext__(), wait)
             except TimeoutError:
                 await aclose_quietly(events)
-                raise UpstreamFailure(
-                    NEXT, 504, "api_error", "no first event in time", code="Timeout"
-                ) from None
+                raise timed_out("no first event in time") from None
             except StopAsyncIteration:
                 raise UpstreamFailure(
                     RETRY, 502, "api_error", "upstream stream ended before any event"
@@ -193,8 +209,16 @@ class FailoverChain:
                 try:
                     result = await call(up, model_id, remaining, position + 1 == len(candidates))
                 except UpstreamFailure as failure:
+                    billed = failure.possibly_billed
                     exchange.attempts.append(
-                        Attempt(up.provider, up.region, model_id, error=failure.code, status=failure.status)  # type: ignore[arg-type]
+                        Attempt(
+                            up.provider,  # type: ignore[arg-type]
+                            up.region,
+                            model_id,
+                            error=f"{failure.code} (possibly billed)" if billed else failure.code,
+                            status=failure.status,
+                            possibly_billed=billed,
+                        )
                     )
                     self.metrics.count("UpstreamErrors", provider=up.provider, region=up.region)
                     if failure.kind == CLIENT:

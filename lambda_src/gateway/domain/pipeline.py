@@ -400,20 +400,41 @@ class MessagesPipeline:
             if reservation is None:
                 return
             usage = exchange.usage
-            if exchange.served_by is None:
-                await self.quota.release(reservation)
-            elif (
-                exchange.outcome == "response"
+            charge: tuple[Usage, float] | None = None  # what the served reply cost, when known
+            if (
+                exchange.served_by is not None
+                and exchange.outcome == "response"
                 and usage is not None
                 and (usage.input_tokens or usage.output_tokens)
             ):
-                await self.quota.settle(reservation, usage, exchange.cost_usd or 0.0)
-            elif bound is not None:
-                await self.quota.settle(reservation, *bound)
+                charge = usage, exchange.cost_usd or 0.0
+            elif exchange.served_by is not None:
+                charge = bound
+            # Tries that timed out or failed after the upstream accepted them may still be billed:
+            # each adds what a reservation covers, so the counters never end below the true usage.
+            billed = sum(1 for attempt in exchange.attempts if attempt.possibly_billed)
+            if billed:
+                floor = charge[0].input_tokens if charge is not None else 0
+                unknown = 0 if charge is not None else 1 if exchange.served_by is not None else 0
+                extra = self._reservation_equivalent(exchange, floor, billed + unknown)
+                charge = extra if charge is None else _plus(charge, extra)
+            if charge is not None:
+                await self.quota.settle(reservation, *charge)
+            elif exchange.served_by is None:
+                await self.quota.release(reservation)
             else:
                 log.warning("served without final usage; the quota reservation stands as charged")
         except Exception:
             log.exception("quota settlement failed")
+
+    def _reservation_equivalent(self, exchange: Exchange, input_floor: int, times: int) -> tuple[Usage, float]:
+        """`times` reservations' worth (estimated input, at least `input_floor`, plus max_tokens), priced as
+        the reservation is: on the dearest upstream."""
+        request, decision = exchange.request, exchange.decision
+        assert request is not None and decision is not None
+        one = Usage(max(request.estimated_input_tokens, input_floor), request.max_tokens, 0, 0)
+        cost = self._cost(decision.entry, decision.residency, "bedrock", one)
+        return Usage(one.input_tokens * times, one.output_tokens * times, 0, 0), cost * times
 
     async def _record_outcome(self, exchange: Exchange) -> None:
         try:
@@ -439,6 +460,18 @@ def _log_exchange(exchange: Exchange) -> None:
         else None,
         input_tokens=exchange.usage.input_tokens if exchange.usage else None,
         output_tokens=exchange.usage.output_tokens if exchange.usage else None,
+    )
+
+
+def _plus(a: tuple[Usage, float], b: tuple[Usage, float]) -> tuple[Usage, float]:
+    return (
+        Usage(
+            a[0].input_tokens + b[0].input_tokens,
+            a[0].output_tokens + b[0].output_tokens,
+            a[0].cache_read_input_tokens + b[0].cache_read_input_tokens,
+            a[0].cache_creation_input_tokens + b[0].cache_creation_input_tokens,
+        ),
+        a[1] + b[1],
     )
 
 

@@ -91,6 +91,9 @@ class Attempt:
     model_id: str
     error: str | None = None  # None for the attempt that served the request
     status: int | None = None
+    # The request reached the upstream and the try ended without an answer (a timeout, a stream that
+    # failed after it was accepted): the upstream may still have run it and billed it.
+    possibly_billed: bool = False
 
 
 @dataclass
