@@ -21,15 +21,7 @@ from typing import Any
 from gateway.adapters import aws
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import (
-    CLIENT,
-    MISCONFIG,
-    NEXT,
-    RETRY,
-    UpstreamFailure,
-    possibly_billed,
-    timed_out,
-)
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed, timed_out
 from gateway.domain.sse import event_type
 from gateway.settings import Settings
 

@@ -19,15 +19,7 @@ import anyio
 
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import (
-    CLIENT,
-    MISCONFIG,
-    NEXT,
-    RETRY,
-    UpstreamFailure,
-    possibly_billed,
-    timed_out,
-)
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed, timed_out
 from gateway.domain.sse import SSEParser
 from gateway.settings import Settings
 
