@@ -3,6 +3,7 @@ and the stream was cut short before the final usage came."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -127,3 +128,45 @@ async def test_a_stream_failing_after_it_was_accepted_counts_as_possibly_billed(
     est_input, max_tokens = one_reservation(world)
     [(_, usage, _)] = world.quota.settled
     assert usage.output_tokens == 5 + 2 * max_tokens
+
+
+# -- a request cancelled before its reply ------------------------------------------------------------
+
+
+async def cancelled_while(world: World, stream: bool) -> None:
+    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+
+    hung = asyncio.Event()
+
+    async def hang(*args, **kwargs):
+        hung.set()
+        await asyncio.sleep(30)
+
+    world.east.invoke = hang  # type: ignore[method-assign]
+    world.east.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
+    exchange = Exchange(meta=RequestMeta(request_id="cancelled"))
+    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    pipeline = world.app.state.pipeline
+    task = asyncio.create_task(pipeline.messages(exchange, json.dumps({**BODY, "stream": stream}).encode(), ()))
+    await asyncio.wait_for(hung.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await world.app.state.background.drain()
+
+
+async def _hanging_stream(hung: asyncio.Event):
+    hung.set()
+    await asyncio.sleep(30)
+    yield ("message_start", b"{}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_request_cancelled_in_the_chain_is_recorded_once_and_keeps_its_reservation(stream: bool) -> None:
+    world = World()
+    await cancelled_while(world, stream)
+
+    [outcome] = world.audit.outcomes
+    assert (outcome.outcome, outcome.error_type) == ("error", "cancelled")
+    # An upstream may be running it: neither released nor settled down.
+    assert world.quota.kept == world.quota.reserved and world.quota.reserved

@@ -91,12 +91,14 @@ class MessagesPipeline:
     async def messages(self, exchange: Exchange, raw: bytes, beta: tuple[str, ...]) -> Reply:
         """Serve one request; on error raise a GatewayError whose headers carry the rate-limit headers."""
         reservation: Reservation | None = None
+        chain_entered = False
         try:
             request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
             exchange.request = request
             entry = self._entry(request)
             principal, decision = await self._authorize(exchange, request)
             reservation = await self._reserve_and_audit(exchange, principal, decision, request)
+            chain_entered = True
             if request.stream:
                 opened = await self.chain.open_stream(
                     exchange, entry, decision.residency, decision.body, beta
@@ -112,6 +114,9 @@ class MessagesPipeline:
             raise await self.reject(exchange, exc, reservation) from (
                 None if isinstance(exc, GatewayError) else exc
             )
+        except BaseException:  # cancelled (client gone, shutdown): still one outcome, and no lost reservation
+            await self._cancelled(exchange, None if chain_entered else reservation)
+            raise
         # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
         # the outcome written.
         try:
@@ -126,6 +131,17 @@ class MessagesPipeline:
             body=body,
             on_done=lambda: self.finish_before_end(exchange, reservation),
         )
+
+    async def _cancelled(self, exchange: Exchange, reservation: Reservation | None) -> None:
+        """Record a request cancelled before its reply. Once the failover chain was entered an upstream
+        may be running it, so the reservation is kept whole (not passed here); before that, released."""
+        if exchange.identity is None:
+            return
+        exchange.status = 499
+        exchange.outcome = "error"
+        exchange.error_type = "cancelled"
+        with anyio.CancelScope(shield=True):
+            await self.finish_before_end(exchange, reservation)
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
 
