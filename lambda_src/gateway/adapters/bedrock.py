@@ -194,5 +194,10 @@ class BedrockUpstream:
 
 def _close(stream: Any) -> None:
     if stream is not None:
+        # close() alone does not wake the pump thread blocked reading a silent upstream: it would hold
+        # the connection (and a thread) until the read timeout. Shutting the socket's read side does
+        # (urllib3 2.3+ HTTPResponse.shutdown).
+        with contextlib.suppress(Exception):
+            stream._raw_stream.shutdown()
         with contextlib.suppress(Exception):  # best effort; the connection is discarded anyway
             stream.close()
