@@ -49,15 +49,15 @@ def test_a_client_gone_after_the_first_event_is_recorded_once_settled_and_the_up
         "stream": True,
         "messages": [{"role": "user", "content": "Tell me a long story"}],
     }
-    with httpx.Client(timeout=30) as client:
-        with client.stream("POST", f"{caller.stack.endpoint}/v1/messages", json=body, headers=headers) as response:
-            assert response.status_code == 200
-            got = b""
-            for chunk in response.iter_raw():
-                got += chunk
-                if b"event: message_start" in got:
-                    break
-        # leaving the block closes the connection mid-stream
+    url = f"{caller.stack.endpoint}/v1/messages"
+    with httpx.Client(timeout=30) as client, client.stream("POST", url, json=body, headers=headers) as response:
+        assert response.status_code == 200
+        got = b""
+        for chunk in response.iter_raw():
+            got += chunk
+            if b"event: message_start" in got:
+                break
+    # leaving the block closed the connection mid-stream
     assert wait_until(lambda: pumps_running() == 0), "the upstream stream was not closed"
 
     outcomes = audit_stream.outcomes(caller.tenant_id)
