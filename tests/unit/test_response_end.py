@@ -138,3 +138,17 @@ async def test_settlement_and_record_run_concurrently() -> None:
     assert set(log) >= {"settled", "outcome:response"}
     # One delay, not two in a row.
     assert asyncio.get_running_loop().time() - started < 0.35
+
+
+async def test_a_failing_log_line_costs_neither_settlement_nor_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.domain import pipeline
+
+    def broken(exchange: Any) -> None:
+        raise ValueError("log formatting bug")
+
+    monkeypatch.setattr(pipeline, "_log_exchange", broken)
+    world = World()
+    response = await world.post(BODY)
+
+    assert response.status_code == 200
+    assert len(world.quota.settled) == 1 and len(world.audit.outcomes) == 1

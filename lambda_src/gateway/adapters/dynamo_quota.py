@@ -27,7 +27,7 @@ from typing import Any
 from gateway.adapters.dynamo_tenancy import Directory, from_item
 from gateway.domain import policy, quota
 from gateway.domain.catalog import Catalog
-from gateway.domain.errors import RateLimitError, ServiceUnavailableError
+from gateway.domain.errors import QuotaContentionError, RateLimitError, ServiceUnavailableError
 from gateway.domain.ports import MessagesRequest, PolicyDecision, Principal, Usage
 from gateway.settings import Settings
 
@@ -193,7 +193,7 @@ class DynamoQuota:
                 raise self._refusal(plan, charge)
             if attempt < _CONFLICT_RETRIES:
                 await asyncio.sleep(random.uniform(0.005, 0.02) * (2**attempt))
-        raise RateLimitError("too many concurrent requests for your quota; retry shortly", retry_after=1)
+        raise QuotaContentionError("too many concurrent requests for your quota; retry shortly", retry_after=1)
 
     def _update(self, charge: quota.WindowCharge, amount: quota.Amount) -> dict[str, Any]:
         names = {f"#{c}": c for c in quota.COUNTERS}
@@ -224,31 +224,33 @@ class DynamoQuota:
         if not any(delta.as_dict().values()):
             return
 
-        def add(charge: quota.WindowCharge) -> dict[str, Any]:
+        def update(charge: quota.WindowCharge) -> dict[str, Any]:
+            return self._client.update_item(
+                TableName=self._settings.usage_table,
+                Key={"pk": {"S": charge.pk}, "sk": {"S": charge.sk}},
+                UpdateExpression="ADD #requests :requests, #tokens :tokens, #usd_micros :usd_micros",
+                ExpressionAttributeNames={f"#{c}": c for c in quota.COUNTERS},
+                ExpressionAttributeValues={f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()},
+                # ALL_NEW: an ADD of 0 may be left out of UPDATED_NEW (moto does), losing a counter.
+                ReturnValues="ALL_NEW",
+            )
+
+        async def add(charge: quota.WindowCharge) -> dict[str, Any]:
             for attempt in range(_CONFLICT_RETRIES + 1):
                 try:
-                    return self._client.update_item(
-                        TableName=self._settings.usage_table,
-                        Key={"pk": {"S": charge.pk}, "sk": {"S": charge.sk}},
-                        UpdateExpression="ADD #requests :requests, #tokens :tokens, #usd_micros :usd_micros",
-                        ExpressionAttributeNames={f"#{c}": c for c in quota.COUNTERS},
-                        ExpressionAttributeValues={
-                            f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()
-                        },
-                        # ALL_NEW: an ADD of 0 may be left out of UPDATED_NEW (moto does), losing a counter.
-                        ReturnValues="ALL_NEW",
-                    )
+                    return await asyncio.to_thread(update, charge)
                 except Exception as exc:
                     # A reservation transaction in flight on the item rejects plain writes; botocore
-                    # does not retry that, and settlement is off the critical path, so wait and retry.
+                    # does not retry that. Wait on the loop, not in the thread: the default executor's
+                    # few threads are what the next request's reservation needs.
                     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
                     if code != "TransactionConflictException" or attempt == _CONFLICT_RETRIES:
                         raise
-                    time.sleep(random.uniform(0.01, 0.05) * (2**attempt))
+                await asyncio.sleep(random.uniform(0.01, 0.05) * (2**attempt))
             raise AssertionError("unreachable")
 
         results = await asyncio.gather(
-            *(asyncio.to_thread(add, charge) for charge in reservation.plan.charges), return_exceptions=True
+            *(add(charge) for charge in reservation.plan.charges), return_exceptions=True
         )
         failed = 0
         for charge, result in zip(reservation.plan.charges, results, strict=True):

@@ -64,6 +64,13 @@ class RateLimitError(GatewayError):
         self.retry_after = retry_after
 
 
+class QuotaContentionError(RateLimitError):
+    """A 429 because concurrent requests kept conflicting on the quota items, not because a limit was
+    reached: audited as `error` (contention), not `denied`."""
+
+    policy_refusal = False
+
+
 class PolicyLimitError(InvalidRequestError):
     """A 400 for a request above a limit the tenant set (max_tokens_per_request): a policy refusal."""
 

@@ -193,7 +193,8 @@ class MessagesPipeline:
             return_exceptions=True,
         )
         if isinstance(reserved, BaseException):
-            exchange.quota_decision = "refused" if isinstance(reserved, RateLimitError) else "error"
+            refused = isinstance(reserved, RateLimitError) and reserved.policy_refusal
+            exchange.quota_decision = "refused" if refused else "error"
             raise reserved
         exchange.quota_decision = "granted"
         if isinstance(audited, BaseException):
