@@ -125,7 +125,7 @@ async def test_a_stream_without_a_first_event_in_time_fails_over() -> None:
     opened = await chain.open_stream(ex, ENTRY, "us", BODY, ())
 
     assert opened.upstream is west and opened.first[0] == "message_start"
-    assert [a.error for a in ex.attempts] == ["Timeout (possibly billed)", None]
+    assert [a.error for a in ex.attempts] == ["Timeout", None]
     assert [a.possibly_billed for a in ex.attempts] == [True, False]
 
 

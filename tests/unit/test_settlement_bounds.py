@@ -96,7 +96,7 @@ async def test_a_timed_out_try_before_the_serving_one_adds_a_reservation_to_the_
     assert (usage.input_tokens, usage.output_tokens) == (12 + max(est_input, 12), 5 + max_tokens)
     assert cost > (12 * 3 + 5 * 15) / 1e6 * 1.1
     [outcome] = world.audit.outcomes
-    assert [a.error for a in outcome.attempts] == ["Timeout (possibly billed)", None]
+    assert [(a.error, a.possibly_billed) for a in outcome.attempts] == [("Timeout", True), (None, False)]
 
 
 async def test_nothing_served_after_timeouts_is_not_released() -> None:

@@ -209,15 +209,14 @@ class FailoverChain:
                 try:
                     result = await call(up, model_id, remaining, position + 1 == len(candidates))
                 except UpstreamFailure as failure:
-                    billed = failure.possibly_billed
                     exchange.attempts.append(
                         Attempt(
                             up.provider,  # type: ignore[arg-type]
                             up.region,
                             model_id,
-                            error=f"{failure.code} (possibly billed)" if billed else failure.code,
+                            error=failure.code,
                             status=failure.status,
-                            possibly_billed=billed,
+                            possibly_billed=failure.possibly_billed,
                         )
                     )
                     self.metrics.count("UpstreamErrors", provider=up.provider, region=up.region)
