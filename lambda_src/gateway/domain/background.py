@@ -1,4 +1,5 @@
-"""Work that must not delay a response: audit outcomes, quota settlement, breaker writes and refreshes.
+"""Work that must not delay a response: breaker writes and refreshes. A request's settlement and outcome
+record run here too, but the response waits for them before it ends (pipeline.finish_before_end).
 
 Tasks are held (asyncio keeps only weak references) and can be drained at shutdown and by tests.
 """

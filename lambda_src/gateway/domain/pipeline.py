@@ -2,12 +2,14 @@
 
 identity (from the route) -> parse -> catalog -> tenancy.resolve -> tenancy.authorize ->
 gather(quota.reserve, audit.record_request) -> failover chain -> reply (whole or streamed) ->
-in the background: quota.settle / quota.release, then audit.record_outcome, for every request that
-got an identity, whatever happened (even when the gateway's own accounting of the reply fails).
+gather(quota.settle / quota.release, audit.record_outcome), for every request that got an identity,
+whatever happened (even when the gateway's own accounting of the reply fails). That last step runs
+after the client has its bytes but before the response ends (in Lambda the environment may freeze
+once it ends): see finish_before_end.
 
-Settlement fails closed: a reservation is released only when no upstream served anything; a served
-request whose usage is unknown (none reported, unreadable, or a stream cut short) keeps its whole
-reservation. Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP
+Settlement fails closed: a reservation is released only when no upstream served anything and no try
+may have been billed; a stream cut short settles to exact input + max_tokens when message_start
+reported the input; a served request whose usage is otherwise unknown keeps its whole reservation. Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP
 or boto.
 """
 
