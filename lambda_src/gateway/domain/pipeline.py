@@ -9,8 +9,8 @@ once it ends): see finish_before_end.
 
 Settlement fails closed: a reservation is released only when no upstream served anything and no try
 may have been billed; a stream cut short settles to exact input + max_tokens when message_start
-reported the input; a served request whose usage is otherwise unknown keeps its whole reservation. Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP
-or boto.
+reported the input; a served request whose usage is otherwise unknown keeps its whole reservation.
+Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP or boto.
 """
 
 from __future__ import annotations
