@@ -77,6 +77,10 @@ ORDER BY r.event_time""",
     ),
 }
 
+# No named query for possibly-billed attempts (attempts[].possibly_billed): Trino expands an unnested
+# array of structs into one column per field, DuckDB keeps one struct column, so no UNNEST form runs
+# in both. docs/audit.md gives each engine's spelling; tests/unit/test_audit_schema.py checks both.
+
 # The API Gateway access-log fields the witness needs (one JSON object per request), named as the
 # stack's format names them (stacks/constructs/audit_trail.py ACCESS_LOG_FORMAT must contain each of
 # these with the same $context variable: tests/unit/test_audit_schema.py checks it). The local stack

@@ -166,6 +166,7 @@ def test_failovers_query_finds_multi_attempt_requests(audit_resources):
         "region": "us-east-1",
         "error": "ThrottlingException",
         "status": 429,
+        "possibly_billed": False,
     }
 
 

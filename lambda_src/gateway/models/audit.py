@@ -5,6 +5,11 @@ all derive from the field list below, so the three cannot drift apart (tests/uni
 holds them together). A record never holds prompt or completion text: only hashes, counts and facts.
 
 Plain dataclasses, no pydantic: this module ships in the Lambda and is imported on the hot path.
+
+SCHEMA_VERSION changes only when an existing field is renamed, removed or changes type or meaning:
+Athena's JSON SerDe and DuckDB's read_json read a field an older record lacks as NULL, so adding a
+nullable field (a column, or a member of the attempts struct) keeps old and new records in one table
+and needs no bump. Such an addition is documented in docs/audit.md with what NULL means for it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ _SCALAR_TYPES: dict[str, tuple[str, str]] = {
     "int": ("bigint", "BIGINT"),
     "int | None": ("bigint", "BIGINT"),
     "float | None": ("double", "DOUBLE"),
+    "bool": ("boolean", "BOOLEAN"),
 }
 
 
@@ -48,6 +54,10 @@ class AttemptRecord:
     region: str
     error: str | None = None
     status: int | None = None
+    # Reached the upstream and ended without an answer (a timeout, a stream that failed after it was
+    # accepted): the upstream may have billed it, and the gateway settled quota for it. Records written
+    # before this field existed read it as NULL (False in from_dict).
+    possibly_billed: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class AuditRecord:
             status=None if is_request else exchange.status,
             error_type=None if is_request else exchange.error_type,
             attempt_count=None if is_request else len(attempts),
-            attempts=[AttemptRecord(a.provider, a.region, a.error, a.status) for a in attempts],
+            attempts=[AttemptRecord(a.provider, a.region, a.error, a.status, a.possibly_billed) for a in attempts],
             quota_decision=exchange.quota_decision,
             source_ip=meta.source_ip or None,
             user_agent=(meta.user_agent or None) and meta.user_agent[:_USER_AGENT_MAX],
