@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -203,15 +204,25 @@ class GatewayMiddleware:
             error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
             if not isinstance(exc, GatewayError):
                 observability.log.error("unhandled error", exc_info=exc)
-            if started:
-                raise
-            body = error.body_bytes()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            headers += [
-                rid_header,
-                *((k.lower().encode(), str(v).encode()) for k, v in error.headers.items()),
-            ]
-            await send({"type": "http.response.start", "status": error.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            # Like a whole reply: status and body (with content-length) first, then the outcome
+            # record and release (`on_done`), then the empty chunk that ends the response.
+            on_done, error.on_done = error.on_done, None
+            try:
+                if started:
+                    raise
+                body = error.body_bytes()
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                headers += [
+                    rid_header,
+                    *((k.lower().encode(), str(v).encode()) for k, v in error.headers.items()),
+                ]
+                await send({"type": "http.response.start", "status": error.status, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": on_done is not None})
+            finally:
+                if on_done is not None:
+                    with anyio.CancelScope(shield=True):
+                        await on_done()
+            if on_done is not None:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             observability.request_id_var.reset(token)

@@ -106,13 +106,22 @@ async def test_a_stream_has_message_stop_first_and_ends_after_settlement_and_rec
     assert log[4:] == ["end"]
 
 
-async def test_a_refusal_is_answered_after_its_denied_record() -> None:
+async def test_a_refusal_is_answered_first_and_ends_after_its_denied_record() -> None:
     world, log = World(), []
     slow_ports(world, log)
     world.quota.refuse = True
     await call(world, BODY, "2.4", log)
 
-    assert log == ["outcome:denied", "start:429", "whole_body", "end"]
+    assert log == ["start:429", "whole_body", "outcome:denied", "end"]
+
+
+async def test_a_count_tokens_refusal_is_answered_first_and_ends_after_its_denied_record() -> None:
+    world, log = World(), []
+    slow_ports(world, log)
+    world.tenancy.denied_principals.add("user-1")
+    await call(world, BODY, "2.4", log, path="/v1/messages/count_tokens")
+
+    assert log == ["start:403", "whole_body", "outcome:denied", "end"]
 
 
 async def test_a_failed_upstream_answer_goes_out_after_release_and_record() -> None:
@@ -124,8 +133,9 @@ async def test_a_failed_upstream_answer_goes_out_after_release_and_record() -> N
         up.script = [throttled()]
     await call(world, BODY, "2.4", log)
 
-    assert set(log[:2]) == {"released", "outcome:error"}
-    assert log[2:] == ["start:529", "whole_body", "end"]
+    assert log[:2] == ["start:529", "whole_body"]
+    assert set(log[2:4]) == {"released", "outcome:error"}
+    assert log[4:] == ["end"]
 
 
 async def test_settlement_and_record_run_concurrently() -> None:

@@ -67,6 +67,9 @@ class KinesisAuditSink:
         # EMF counts with the Environment dimension, which the stack's alarms select on.
         self._metrics = metrics or observability.Metrics(settings.env)
         self._mirror_tasks: set[asyncio.Task[Any]] = set()
+        # Requests whose request record just failed (the stream is down): their outcome record goes
+        # straight to the DLQ instead of retrying a stream that just failed.
+        self._unrecorded: set[str] = set()
 
     # Clients are built on first use (not at import or construction): the app starts before any call.
     @property
@@ -88,6 +91,7 @@ class KinesisAuditSink:
             await asyncio.to_thread(self._put, record)
         except Exception as exc:  # any failure to write means: do not call the model
             log.error("audit request record not written (request %s): %r", record.request_id, exc)
+            self._unrecorded.add(exchange.event_id)
             raise AuditUnavailableError() from exc
 
     async def record_outcome(self, exchange: Exchange) -> None:
@@ -98,6 +102,10 @@ class KinesisAuditSink:
             return
         if self._mirror is not None and record.provider == "vertex":
             self._mirror_in_background(record)
+        if exchange.event_id in self._unrecorded:
+            self._unrecorded.discard(exchange.event_id)
+            await self._dead_letter(record)
+            return
         for attempt, delay in enumerate((*self._retry_delays, None)):
             try:
                 await asyncio.to_thread(self._put, record)

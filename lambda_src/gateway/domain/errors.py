@@ -7,6 +7,7 @@ handler renders `{"type": "error", "error": {"type": ..., "message": ...}}`.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 
 class GatewayError(Exception):
@@ -20,6 +21,9 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        # Set by the pipeline when the request's outcome record (and release) must still be written:
+        # the error handler sends status and body first, then awaits it before the response ends.
+        self.on_done: Callable[[], Awaitable[None]] | None = None
 
     def body(self) -> dict:
         return {"type": "error", "error": {"type": self.error_type, "message": self.message}}

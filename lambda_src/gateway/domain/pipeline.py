@@ -334,23 +334,25 @@ class MessagesPipeline:
     ) -> GatewayError:
         """Record a failed request (outcome, release + audit) and return the error to raise.
 
-        The record is written before the error response goes out (see finish_before_end)."""
+        Answered like a whole reply: the error handler sends status and body first, then awaits
+        `error.on_done` (release + outcome record, see finish_before_end) before the response ends."""
         error = self._recorded(exchange, exc)
         limits = self.quota.headers(reservation) if reservation is not None else None
         error.headers = {**(limits or self.principal_headers(exchange.principal)), **error.headers}
         if exchange.identity is not None:
-            await self.finish_before_end(exchange, reservation)
+            error.on_done = lambda: self.finish_before_end(exchange, reservation)
         elif reservation is not None:
-            await self._release(reservation)
+            error.on_done = lambda: self._release(reservation)
         return error
 
     async def refuse(self, exchange: Exchange, exc: BaseException) -> GatewayError:
         """A failed request that calls no model (count_tokens, /v1/models, /v1/usage): a policy refusal
-        gets its `denied` record before the answer goes out; bad input and failures are only answered."""
+        gets its `denied` record after the answer went out, before the response ends (`on_done`);
+        bad input and failures are only answered."""
         error = self._recorded(exchange, exc)
         error.headers = {**self.principal_headers(exchange.principal), **error.headers}
         if exchange.outcome == "denied" and exchange.identity is not None:
-            await self.finish_before_end(exchange, None)
+            error.on_done = lambda: self.finish_before_end(exchange, None)
         return error
 
     async def finish_before_end(
