@@ -86,6 +86,7 @@ def create_app(
         chain=chain,
         background=background,
         max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
     )
 
     @asynccontextmanager

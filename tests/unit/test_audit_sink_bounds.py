@@ -57,3 +57,15 @@ def test_other_requests_outcomes_still_try_the_stream() -> None:
     sink = KinesisAuditSink(settings(), kinesis=kinesis, sqs=dlq, sleep=no_sleep, retry_delays=(0.0,))
     asyncio.run(sink.record_outcome(make_exchange(outcome="error")))
     assert kinesis.puts == 2 and len(dlq.bodies) == 1
+
+
+def test_the_outcome_records_stream_attempts_have_an_overall_budget_then_the_dlq() -> None:
+    kinesis, dlq = DownKinesis(hang=0.5), Dlq()
+    sink = KinesisAuditSink(settings(), kinesis=kinesis, sqs=dlq, sleep=no_sleep, outcome_budget_seconds=0.8)
+    started = time.monotonic()
+    asyncio.run(sink.record_outcome(make_exchange(outcome="error")))
+    elapsed = time.monotonic() - started
+
+    assert len(dlq.bodies) == 1
+    assert kinesis.puts == 2  # the second put ran out of time; two more were never tried
+    assert elapsed < 1.6  # four hung puts take 2 s (asyncio.run also joins the stray put's thread)

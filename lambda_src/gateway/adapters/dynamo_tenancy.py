@@ -96,7 +96,9 @@ class Directory:
         if self._client is None:
             from gateway.adapters.aws import client
 
-            self._client = client("dynamodb", self._settings.region)
+            # Short timeouts (botocore's default is 60 s): quota settlement and release run before
+            # the response ends, and a stuck DynamoDB call must not hold that end for minutes.
+            self._client = client("dynamodb", self._settings.region, connect_timeout=2, read_timeout=3)
         return self._client
 
     async def principal(self, principal_id: str) -> policy.PrincipalRecord | None:

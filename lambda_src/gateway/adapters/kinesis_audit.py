@@ -31,6 +31,10 @@ log = logging.getLogger("gateway.audit")
 
 # Delays between outcome attempts: 4 puts over about 1.4 s (plus jitter) before the DLQ takes it.
 OUTCOME_RETRY_DELAYS = (0.1, 0.3, 1.0)
+# Overall time for the outcome record's Kinesis attempts (puts and delays): the response's end waits
+# for it, so after this the DLQ takes the record. A put still running then may land too: consumers
+# deduplicate on event_id.
+OUTCOME_BUDGET_SECONDS = 5.0
 
 
 class AuditUnavailableError(ServiceUnavailableError):
@@ -49,6 +53,7 @@ class KinesisAuditSink:
         sqs: Any = None,
         mirror: Any = None,
         retry_delays: Sequence[float] = OUTCOME_RETRY_DELAYS,
+        outcome_budget_seconds: float = OUTCOME_BUDGET_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Any = None,
     ) -> None:
@@ -63,6 +68,7 @@ class KinesisAuditSink:
             mirror = CloudLoggingMirror(settings)
         self._mirror = mirror
         self._retry_delays = tuple(retry_delays)
+        self._outcome_budget = outcome_budget_seconds
         self._sleep = sleep
         # EMF counts with the Environment dimension, which the stack's alarms select on.
         self._metrics = metrics or observability.Metrics(settings.env)
@@ -106,16 +112,26 @@ class KinesisAuditSink:
             self._unrecorded.discard(exchange.event_id)
             await self._dead_letter(record)
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._outcome_budget
         for attempt, delay in enumerate((*self._retry_delays, None)):
             try:
-                await asyncio.to_thread(self._put, record)
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.to_thread(self._put, record)
                 return
+            except TimeoutError:
+                log.warning("audit %s record: stream attempts out of time", record.event_type)
+                break
             except Exception as exc:
                 log.warning(
                     "audit %s record put failed (attempt %d): %r", record.event_type, attempt + 1, exc
                 )
-            if delay is not None:
-                await self._sleep(delay * (1 + random.random() / 2))
+            if delay is None:
+                break
+            pause = delay * (1 + random.random() / 2)
+            if loop.time() + pause >= deadline:
+                break
+            await self._sleep(pause)
         await self._dead_letter(record)
 
     def _put(self, record: AuditRecord) -> None:

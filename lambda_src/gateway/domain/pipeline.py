@@ -78,6 +78,8 @@ class MessagesPipeline:
         background: Background,
         max_body_bytes: int,
         stream_idle_timeout_seconds: float = 120.0,
+        finish_cap_seconds: float = 10.0,
+        metrics: Any = None,
     ) -> None:
         self.catalog = catalog
         self.tenancy = tenancy
@@ -87,6 +89,8 @@ class MessagesPipeline:
         self.background = background
         self.max_body_bytes = max_body_bytes
         self.stream_idle_timeout_seconds = stream_idle_timeout_seconds
+        self.finish_cap_seconds = finish_cap_seconds
+        self.metrics = metrics
 
     # -- POST /v1/messages ------------------------------------------------------------------------
 
@@ -362,12 +366,24 @@ class MessagesPipeline:
 
         In Lambda the execution environment may be frozen as soon as the response ends: a task left
         running then (settlement, the outcome record) may never complete. The task is held by
-        `background` (drainable at shutdown) and shielded: if the waiter is cancelled anyway it runs on.
-        Bounded: record_outcome's retries end in the dead-letter queue (kinesis_audit.py).
+        `background` (drainable at shutdown) and runs on if the waiter is cancelled anyway.
+        Normally tens of milliseconds; bounded by the adapters (DynamoDB and Kinesis timeouts, the
+        outcome record's budget before the dead-letter queue) and here by a cap: past
+        `finish_cap_seconds` the response ends and the task is left to the background set.
         """
         task = self.background.spawn(self._finish(exchange, reservation, bound))
         with anyio.CancelScope(shield=True):
-            await asyncio.shield(task)
+            done, _ = await asyncio.wait({task}, timeout=self.finish_cap_seconds)
+        if not done:
+            log.warning(
+                "settlement and outcome record still running after %.1f s; the response ends without them",
+                self.finish_cap_seconds,
+            )
+            if self.metrics is not None:
+                try:
+                    self.metrics.count("FinishOverrun")
+                except Exception:
+                    log.exception("metric failed")
 
     def _recorded(self, exchange: Exchange, exc: BaseException) -> GatewayError:
         error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
