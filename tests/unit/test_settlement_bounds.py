@@ -170,3 +170,61 @@ async def test_a_request_cancelled_in_the_chain_is_recorded_once_and_keeps_its_r
     assert (outcome.outcome, outcome.error_type) == ("error", "cancelled")
     # An upstream may be running it: neither released nor settled down.
     assert world.quota.kept == world.quota.reserved and world.quota.reserved
+
+
+async def test_a_possibly_billed_try_is_at_least_the_served_input_with_its_cache_tokens() -> None:
+    from gateway.domain.failover import timed_out
+    from tests.unit.runtime_fakes import message_json
+
+    world = World()
+    world.east.script = [timed_out("Bedrock did not answer in time")]
+    served = message_json()
+    served["usage"].update(cache_read_input_tokens=50_000, cache_creation_input_tokens=7_000)
+    for up in (world.east, world.west, world.vertex):
+        up.message = served
+    await world.post(BODY)
+
+    est_input, max_tokens = one_reservation(world)
+    assert est_input < 57_012
+    [(_, usage, _)] = world.quota.settled
+    # the timed-out try in another region paid the whole prompt as input, cache included
+    assert usage.input_tokens == 12 + 57_012
+    assert usage.output_tokens == 5 + max_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_request_cancelled_in_the_chain_after_a_possibly_billed_try_settles_one_more(stream: bool) -> None:
+    from gateway.domain.failover import timed_out
+
+    world = World()
+    world.east.script = [timed_out("no answer"), timed_out("no answer")]
+    for up in (world.west, world.vertex):
+        up.script = [timed_out("no answer"), timed_out("no answer")]
+    hung = asyncio.Event()
+
+    async def hang(*args, **kwargs):
+        hung.set()
+        await asyncio.sleep(30)
+
+    world.vertex.script = []
+    world.vertex.invoke = hang  # type: ignore[method-assign]
+    world.vertex.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
+    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+
+    exchange = Exchange(meta=RequestMeta(request_id="cancelled"))
+    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    pipeline = world.app.state.pipeline
+    task = asyncio.create_task(pipeline.messages(exchange, json.dumps({**BODY, "stream": stream}).encode(), ()))
+    await asyncio.wait_for(hung.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await world.app.state.background.drain()
+
+    [outcome] = world.audit.outcomes
+    billed = sum(1 for a in outcome.attempts if a.possibly_billed)
+    assert billed >= 2
+    est_input, max_tokens = one_reservation(world)
+    [(_, usage, _)] = world.quota.settled
+    assert (usage.input_tokens, usage.output_tokens) == ((billed + 1) * est_input, (billed + 1) * max_tokens)
+    assert not world.quota.released

@@ -121,7 +121,7 @@ class MessagesPipeline:
                 None if isinstance(exc, GatewayError) else exc
             )
         except BaseException:  # cancelled (client gone, shutdown): still one outcome, and no lost reservation
-            await self._cancelled(exchange, None if chain_entered else reservation)
+            await self._cancelled(exchange, reservation, in_chain=chain_entered)
             raise
         # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
         # the outcome written.
@@ -138,14 +138,17 @@ class MessagesPipeline:
             on_done=lambda: self.finish_before_end(exchange, reservation),
         )
 
-    async def _cancelled(self, exchange: Exchange, reservation: Reservation | None) -> None:
-        """Record a request cancelled before its reply. Once the failover chain was entered an upstream
-        may be running it, so the reservation is kept whole (not passed here); before that, released."""
+    async def _cancelled(self, exchange: Exchange, reservation: Reservation | None, *, in_chain: bool) -> None:
+        """Record a request cancelled before its reply. Before the failover chain: released. In it, an
+        upstream may be running the current try: with possibly-billed earlier tries the settlement is
+        (their count + 1) reservations' worth (_settle), else the reservation is kept whole."""
         if exchange.identity is None:
             return
         exchange.status = 499
         exchange.outcome = "error"
         exchange.error_type = "cancelled"
+        if in_chain and not any(attempt.possibly_billed for attempt in exchange.attempts):
+            reservation = None  # kept whole
         with anyio.CancelScope(shield=True):
             await self.finish_before_end(exchange, reservation)
 
@@ -451,8 +454,15 @@ class MessagesPipeline:
             # each adds what a reservation covers, so the counters never end below the true usage.
             billed = sum(1 for attempt in exchange.attempts if attempt.possibly_billed)
             if billed:
-                floor = charge[0].input_tokens if charge is not None else 0
-                unknown = 0 if charge is not None else 1 if exchange.served_by is not None else 0
+                # A try's input was the whole prompt: caches are per region, so what one try read from
+                # or wrote to its cache, another paid as input.
+                floor = 0
+                if charge is not None:
+                    counted = charge[0]
+                    floor = counted.input_tokens + counted.cache_read_input_tokens + counted.cache_creation_input_tokens
+                # One more for a try whose usage is unknown: served without it, or cancelled in flight.
+                in_flight = exchange.served_by is not None or exchange.error_type == "cancelled"
+                unknown = 0 if charge is not None else 1 if in_flight else 0
                 extra = self._reservation_equivalent(exchange, floor, billed + unknown)
                 charge = extra if charge is None else _plus(charge, extra)
             if charge is not None:
