@@ -133,17 +133,19 @@ async def test_a_stream_failing_after_it_was_accepted_counts_as_possibly_billed(
 # -- a request cancelled before its reply ------------------------------------------------------------
 
 
-async def cancelled_while(world: World, stream: bool) -> None:
+async def cancelled_while(world: World, stream: bool, hanging=None) -> None:
+    """Cancel the request while `hanging` (east by default) is running its try."""
     from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
 
     hung = asyncio.Event()
+    hanging = hanging or world.east
 
     async def hang(*args, **kwargs):
         hung.set()
         await asyncio.sleep(30)
 
-    world.east.invoke = hang  # type: ignore[method-assign]
-    world.east.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
+    hanging.invoke = hang  # type: ignore[method-assign]
+    hanging.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
     exchange = Exchange(meta=RequestMeta(request_id="cancelled"))
     exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
     pipeline = world.app.state.pipeline
@@ -198,28 +200,8 @@ async def test_a_request_cancelled_in_the_chain_after_a_possibly_billed_try_sett
 
     world = World()
     world.east.script = [timed_out("no answer"), timed_out("no answer")]
-    for up in (world.west, world.vertex):
-        up.script = [timed_out("no answer"), timed_out("no answer")]
-    hung = asyncio.Event()
-
-    async def hang(*args, **kwargs):
-        hung.set()
-        await asyncio.sleep(30)
-
-    world.vertex.script = []
-    world.vertex.invoke = hang  # type: ignore[method-assign]
-    world.vertex.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
-    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
-
-    exchange = Exchange(meta=RequestMeta(request_id="cancelled"))
-    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
-    pipeline = world.app.state.pipeline
-    task = asyncio.create_task(pipeline.messages(exchange, json.dumps({**BODY, "stream": stream}).encode(), ()))
-    await asyncio.wait_for(hung.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await world.app.state.background.drain()
+    world.west.script = [timed_out("no answer"), timed_out("no answer")]
+    await cancelled_while(world, stream, hanging=world.vertex)
 
     [outcome] = world.audit.outcomes
     billed = sum(1 for a in outcome.attempts if a.possibly_billed)
