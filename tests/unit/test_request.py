@@ -173,3 +173,21 @@ def test_text_and_content_documents_count_their_text_and_a_url_document_the_flat
     assert text.estimated_input_tokens == 5000
     assert content.estimated_input_tokens == 3000
     assert url.estimated_input_tokens == IMAGE_TOKEN_ESTIMATE
+
+
+def test_a_small_base64_pdf_costs_at_least_a_page_image() -> None:
+    import base64
+
+    pdf = base64.b64encode(b"%PDF" + b"x" * 996).decode()  # 1 kB decoded: 250 tokens of text
+    request = parse(document({"type": "base64", "media_type": "application/pdf", "data": pdf}))
+
+    assert request.estimated_input_tokens == IMAGE_TOKEN_ESTIMATE
+
+
+def test_a_content_document_counts_its_image_blocks() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}
+    content = parse(
+        document({"type": "content", "content": [{"type": "text", "text": "abcd" * 1000}, image, image]})
+    )
+
+    assert content.estimated_input_tokens == 1000 + 2 * IMAGE_TOKEN_ESTIMATE

@@ -147,11 +147,12 @@ def _content_size(content: Any, where: str) -> tuple[int, int, int]:
             flat += 1
         elif kind == "document":
             visual += 1
-            size = _document_chars(block.get("source"), f"{where}.{j}.source")
+            size = _document_size(block.get("source"), f"{where}.{j}.source")
             if size is None:  # by reference (url, file id): the size is unknown here
                 flat += 1
             else:
-                chars += size
+                chars += size[0]
+                flat += size[1]
         elif kind == "tool_result":
             inner = block.get("content")
             if inner is not None:
@@ -164,21 +165,26 @@ def _content_size(content: Any, where: str) -> tuple[int, int, int]:
     return chars, visual, flat
 
 
-def _document_chars(source: Any, where: str) -> int | None:
-    """A document's size in characters (bytes for base64 data); None when it is only referenced."""
+def _document_size(source: Any, where: str) -> tuple[int, int] | None:
+    """A document's (characters, blocks estimated at IMAGE_TOKEN_ESTIMATE); None when only referenced.
+
+    Base64 data counts its decoded bytes, and at least one image's worth: a PDF page is billed as its
+    text plus an image of the page, so even a small PDF costs that much. `content` documents count
+    their text and their image blocks."""
     if not isinstance(source, dict):
         return None
     data = source.get("data")
     kind = source.get("type")
     if kind == "base64" and isinstance(data, str):
-        return len(data) // 4 * 3  # decoded bytes
+        return max(len(data) // 4 * 3, IMAGE_TOKEN_ESTIMATE * _CHARS_PER_TOKEN), 0
     if kind == "text" and isinstance(data, str):
-        return len(data)
+        return len(data), 0
     if kind == "content":
         try:
-            return _content_size(source.get("content"), f"{where}.content")[0]
+            chars, _, flat = _content_size(source.get("content"), f"{where}.content")
         except InvalidRequestError:  # passed through as it is; the upstream judges it
             return None
+        return chars, flat
     return None
 
 
