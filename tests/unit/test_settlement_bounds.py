@@ -210,3 +210,29 @@ async def test_a_request_cancelled_in_the_chain_after_a_possibly_billed_try_sett
     [(_, usage, _)] = world.quota.settled
     assert (usage.input_tokens, usage.output_tokens) == ((billed + 1) * est_input, (billed + 1) * max_tokens)
     assert not world.quota.released
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [{"type": "web_search_20250305", "name": "web_search"}, {"type": "code_execution_20250522", "name": "code_execution"}],
+)
+async def test_a_stream_cut_short_with_server_tools_keeps_the_whole_reservation(tool: dict) -> None:
+    world = World()
+    world.east.events = stream_events(input_tokens=20)
+    world.east.fail_after = (3, UpstreamFailure("next", 500, "api_error", "boom"))
+    await world.post({**BODY, "stream": True, "tools": [tool]})
+
+    # message_start's input is not final: search results / execution output come in as more input
+    assert world.quota.kept == world.quota.reserved and world.quota.reserved
+    assert not world.quota.settled and not world.quota.released
+
+
+async def test_a_stream_cut_short_with_only_custom_tools_still_settles_to_the_bound() -> None:
+    world = World()
+    world.east.events = stream_events(input_tokens=20)
+    world.east.fail_after = (3, UpstreamFailure("next", 500, "api_error", "boom"))
+    custom = {"name": "lookup", "input_schema": {"type": "object"}}
+    await world.post({**BODY, "stream": True, "tools": [custom, {**custom, "name": "other", "type": "custom"}]})
+
+    [(_, usage, _)] = world.quota.settled
+    assert usage.input_tokens == 20

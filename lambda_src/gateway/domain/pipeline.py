@@ -9,7 +9,8 @@ once it ends): see finish_before_end.
 
 Settlement fails closed: a reservation is released only when no upstream served anything and no try
 may have been billed; a stream cut short settles to exact input + max_tokens when message_start
-reported the input; a served request whose usage is otherwise unknown keeps its whole reservation.
+reported the input (and the request has no server tools); a served request whose usage is otherwise
+unknown keeps its whole reservation.
 Policy and quota refusals are `denied` records, on every route. Nothing here knows HTTP or boto.
 """
 
@@ -327,7 +328,7 @@ class MessagesPipeline:
                 # usage (exact input from message_start, output at most max_tokens), or keep it all.
                 exchange.outcome = "error"
                 exchange.error_type = exchange.error_type or "client_disconnected"
-                upper = tracker.upper_bound(request.max_tokens)
+                upper = tracker.upper_bound(request.max_tokens, request.body)
                 if upper is not None:
                     bound = upper, self._cost(decision.entry, decision.residency, provider, upper)
         except Exception:  # the client has had what it had; the record and settlement still follow
@@ -422,7 +423,9 @@ class MessagesPipeline:
 
         Nothing served (no upstream answered): release. Served with final, readable usage: settle to it.
         Served and cut short with the input known (`bound`: exact input from message_start, output at
-        max_tokens): settle to that bound, which is at or above the true usage whatever the estimate was.
+        max_tokens; none when the request has server tools, whose results add input after
+        message_start): settle to that bound, which is at or above the true usage whatever the
+        estimate was.
         Served otherwise (no or zero usage, accounting failed): keep the whole reservation, request
         included; the counters stay above the true usage, never below.
         """

@@ -124,13 +124,15 @@ class StreamTracker:
             return None
         return Usage(*(self._counts[name] for name in _USAGE_FIELDS))
 
-    def upper_bound(self, max_tokens: int) -> Usage | None:
+    def upper_bound(self, max_tokens: int, body: Any = None) -> Usage | None:
         """For a stream cut short: usage provably at or above the true one, or None when unknown.
 
         Input and cache counts are exact from message_start; output can be no more than max_tokens.
+        Not with server tools in the request `body` (web search, code execution, ...): their results
+        are fed back as more input after message_start, so its input count is not final.
         """
         usage = self.usage()
-        if usage is None or not self._input_known:
+        if usage is None or not self._input_known or has_server_tools(body):
             return None
         return Usage(
             usage.input_tokens,
@@ -141,6 +143,16 @@ class StreamTracker:
 
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+def has_server_tools(body: Any) -> bool:
+    """Whether the request names a tool the server runs (its `type` is set and is not "custom")."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    if not isinstance(tools, list):
+        return False
+    return any(
+        isinstance(tool, dict) and tool.get("type") not in (None, "custom") for tool in tools
+    )
 
 
 def token_count(value: Any) -> int | None:
