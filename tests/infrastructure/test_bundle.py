@@ -31,6 +31,7 @@ def test_bundle_has_the_app_and_its_arm64_dependencies_but_not_boto3(dev):
     assert (asset / "gateway" / "catalog.json").exists()
     assert (asset / "starlette").is_dir() and (asset / "uvicorn").is_dir()
     assert not (asset / "boto3").exists() and not (asset / "botocore").exists()
+    assert "def shutdown(self)" in (asset / "urllib3" / "response.py").read_text()  # bedrock._close needs 2.3+
     native = list(asset.rglob("*.so"))
     assert all("x86_64" not in so.name for so in native), [so.name for so in native if "x86_64" in so.name]
 
