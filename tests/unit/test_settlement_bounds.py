@@ -236,3 +236,36 @@ async def test_a_stream_cut_short_with_only_custom_tools_still_settles_to_the_bo
 
     [(_, usage, _)] = world.quota.settled
     assert usage.input_tokens == 20
+
+
+async def test_a_request_cancelled_while_reserving_releases_what_was_reserved() -> None:
+    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+
+    world = World()
+    quota, audit = world.quota, world.audit
+    reserve, record_request = quota.reserve, audit.record_request
+    in_flight = asyncio.Event()
+
+    async def slow_reserve(*args):
+        in_flight.set()
+        await asyncio.sleep(0.05)  # the transaction commits after the cancellation
+        return await reserve(*args)
+
+    async def slow_record(exchange):
+        await asyncio.sleep(0.05)
+        await record_request(exchange)
+
+    quota.reserve, audit.record_request = slow_reserve, slow_record  # type: ignore[method-assign]
+    exchange = Exchange(meta=RequestMeta(request_id="cancelled-reserving"))
+    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    task = asyncio.create_task(world.app.state.pipeline.messages(exchange, json.dumps(BODY).encode(), ()))
+    await asyncio.wait_for(in_flight.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await world.app.state.background.drain()
+
+    assert world.quota.reserved and world.quota.released == world.quota.reserved
+    assert not world.quota.settled and world.upstream_calls == 0
+    [outcome] = world.audit.outcomes
+    assert (outcome.outcome, outcome.error_type) == ("error", "cancelled")

@@ -97,15 +97,13 @@ class MessagesPipeline:
 
     async def messages(self, exchange: Exchange, raw: bytes, beta: tuple[str, ...]) -> Reply:
         """Serve one request; on error raise a GatewayError whose headers carry the rate-limit headers."""
-        reservation: Reservation | None = None
-        chain_entered = False
+        reservation: Reservation | None = None  # set only once the failover chain is entered
         try:
             request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
             exchange.request = request
             entry = self._entry(request)
             principal, decision = await self._authorize(exchange, request)
             reservation = await self._reserve_and_audit(exchange, principal, decision, request)
-            chain_entered = True
             if request.stream:
                 opened = await self.chain.open_stream(
                     exchange, entry, decision.residency, decision.body, beta
@@ -122,7 +120,7 @@ class MessagesPipeline:
                 None if isinstance(exc, GatewayError) else exc
             )
         except BaseException:  # cancelled (client gone, shutdown): still one outcome, and no lost reservation
-            await self._cancelled(exchange, reservation, in_chain=chain_entered)
+            await self._cancelled(exchange, reservation)
             raise
         # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
         # the outcome written.
@@ -139,8 +137,9 @@ class MessagesPipeline:
             on_done=lambda: self.finish_before_end(exchange, reservation),
         )
 
-    async def _cancelled(self, exchange: Exchange, reservation: Reservation | None, *, in_chain: bool) -> None:
-        """Record a request cancelled before its reply. Before the failover chain: released. In it, an
+    async def _cancelled(self, exchange: Exchange, reservation: Reservation | None) -> None:
+        """Record a request cancelled before its reply. Before the failover chain (`reservation` None)
+        there is nothing to settle: _reserve_and_audit released what it reserved. In the chain an
         upstream may be running the current try: with possibly-billed earlier tries the settlement is
         (their count + 1) reservations' worth (_settle), else the reservation is kept whole."""
         if exchange.identity is None:
@@ -148,7 +147,7 @@ class MessagesPipeline:
         exchange.status = 499
         exchange.outcome = "error"
         exchange.error_type = "cancelled"
-        if in_chain and not any(attempt.possibly_billed for attempt in exchange.attempts):
+        if not any(attempt.possibly_billed for attempt in exchange.attempts):
             reservation = None  # kept whole
         with anyio.CancelScope(shield=True):
             await self.finish_before_end(exchange, reservation)
@@ -197,11 +196,23 @@ class MessagesPipeline:
         self, exchange: Exchange, principal: Principal, decision: PolicyDecision, request: MessagesRequest
     ) -> Reservation:
         # One DynamoDB transaction and one Kinesis put, concurrently: the only work before the model.
-        reserved, audited = await asyncio.gather(
-            self.quota.reserve(principal, decision, request),
-            self.audit.record_request(exchange),
-            return_exceptions=True,
+        # Shielded: cancelled meanwhile, the reservation may still commit; wait for it and release it,
+        # so no committed reservation is left without an owner.
+        both = asyncio.ensure_future(
+            asyncio.gather(
+                self.quota.reserve(principal, decision, request),
+                self.audit.record_request(exchange),
+                return_exceptions=True,
+            )
         )
+        try:
+            reserved, audited = await asyncio.shield(both)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                reserved, _ = await both
+                if not isinstance(reserved, BaseException):
+                    await self._release(reserved)
+            raise
         if isinstance(reserved, BaseException):
             refused = isinstance(reserved, RateLimitError) and reserved.policy_refusal
             exchange.quota_decision = "refused" if refused else "error"
