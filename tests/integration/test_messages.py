@@ -5,6 +5,7 @@ the Bedrock emulator. Text, tools, images, usage, and passthrough of what the ga
 from __future__ import annotations
 
 import base64
+import json
 
 import anthropic
 import pytest
@@ -162,10 +163,15 @@ def test_audit_down_is_503_the_model_is_not_called_and_the_reservation_is_releas
     assert caught.value.body["error"]["type"] == "api_error"
     assert "put_record" in refuse_requests.calls
     assert upstream_calls(caller.stack) == 0
-    # The reservation (1 request) was given back; the outcome record still went out.
+    # The reservation (1 request) was given back; the outcome record still went out: straight to the
+    # audit DLQ, since the stream had just refused the request record.
     released = eventually(lambda: counters(caller.stack, caller.tenant_id, "day").get("requests", 0), 0)
     assert released == 0
-    [outcome] = audit_stream.outcomes(caller.tenant_id)
+    assert audit_stream.outcomes(caller.tenant_id) == []
+    messages = caller.stack.client("sqs").receive_message(
+        QueueUrl=caller.stack.outputs["AuditDlqUrl"], MaxNumberOfMessages=10, VisibilityTimeout=0
+    ).get("Messages", [])
+    [outcome] = [m for m in map(json.loads, (m["Body"] for m in messages)) if m["tenant_id"] == caller.tenant_id]
     assert outcome["event_type"] == "error" and outcome["status"] == 503
 
 
