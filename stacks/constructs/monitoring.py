@@ -62,6 +62,7 @@ class Monitoring(Construct):
         dead_lettered = custom("AuditDeadLettered")
         misconfigured = custom("UpstreamMisconfigured")
         undeliverable = custom("AuditUndeliverable")
+        finish_overrun = custom("FinishOverrun")
         dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(
             period=five_min, statistic="Maximum"
         )
@@ -76,6 +77,9 @@ class Monitoring(Construct):
             ("UpstreamMisconfigured", misconfigured, 1, "an upstream answered 403/404: check model access"),
             # Neither Kinesis nor the DLQ took the record: it survives only in the function's log.
             ("AuditUndeliverable", undeliverable, 1, "audit records reached only the function log"),
+            # Settlement or the outcome record outlived the 10 s cap: DynamoDB or Kinesis is browning out, and
+            # the work now runs after the response ended, where a frozen Lambda may lose it.
+            ("FinishOverrun", finish_overrun, 1, "settlement or the audit outcome took over 10 s"),
             # Streams run long; the p99 over whole responses flags a stuck upstream, not a slow token.
             ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
         ]
@@ -135,6 +139,6 @@ class Monitoring(Construct):
                     function.metric_errors(period=five_min),
                 ],
             ),
-            cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered, undeliverable]),
+            cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered, undeliverable, finish_overrun]),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
         )
