@@ -208,11 +208,14 @@ def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
     now = time.time()
     asyncio.run(store.save("bedrock#us-east-1", BreakerState("open", now + 60, now + 0.001)))
     breakers = caller.stack.app.state.breakers
-    breakers._last_refresh = float("-inf")  # a refresh is due (they happen at most every few seconds)
-    caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)  # triggers the refresh
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while breakers.status("bedrock#us-east-1") != "open" and time.monotonic() < deadline:
+        # A request starts a background refresh when one is due and none is in flight; one already in
+        # flight may have read the table before the write above, so keep making a refresh due.
+        breakers._last_refresh = float("-inf")
+        caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
         time.sleep(0.05)
+    assert breakers.status("bedrock#us-east-1") == "open", "the shared open state never reached this container"
     caller.stack.reset_counts()
     caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
 
