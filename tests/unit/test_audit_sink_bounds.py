@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-
 from gateway.adapters.kinesis_audit import AuditUnavailableError, KinesisAuditSink
+
 from tests.integration.audit_helpers import make_exchange
 from tests.unit.runtime_fakes import settings
 

@@ -176,6 +176,7 @@ async def test_a_request_cancelled_in_the_chain_is_recorded_once_and_keeps_its_r
 
 async def test_a_possibly_billed_try_is_at_least_the_served_input_with_its_cache_tokens() -> None:
     from gateway.domain.failover import timed_out
+
     from tests.unit.runtime_fakes import message_json
 
     world = World()
@@ -214,7 +215,10 @@ async def test_a_request_cancelled_in_the_chain_after_a_possibly_billed_try_sett
 
 @pytest.mark.parametrize(
     "tool",
-    [{"type": "web_search_20250305", "name": "web_search"}, {"type": "code_execution_20250522", "name": "code_execution"}],
+    [
+        {"type": "web_search_20250305", "name": "web_search"},
+        {"type": "code_execution_20250522", "name": "code_execution"},
+    ],
 )
 async def test_a_stream_cut_short_with_server_tools_keeps_the_whole_reservation(tool: dict) -> None:
     world = World()
