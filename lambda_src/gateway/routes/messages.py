@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.domain.failover import aclose_quietly
 from gateway.domain.pipeline import MessagesPipeline
+from gateway.domain.ports import Exchange
 from gateway.domain.request import parse_beta_header
 from gateway.routes import caller_identity, new_exchange, read_body
 
@@ -71,15 +72,21 @@ def _pipeline(request: Request) -> MessagesPipeline:
     return request.app.state.pipeline
 
 
-async def create_message(request: Request) -> Response:
+async def _begin(request: Request, *, calls_model: bool) -> tuple[MessagesPipeline, Exchange, bytes]:
+    """The pipeline, a new exchange with the caller's identity, and the body (a bad body is answered)."""
     pipeline = _pipeline(request)
     exchange = new_exchange(request)
     # Without an identity there is no one to audit: the 401 is the authorizer's answer.
     exchange.identity = caller_identity(request.scope)
     try:
-        raw = await read_body(request, pipeline.max_body_bytes)
+        return pipeline, exchange, await read_body(request, pipeline.max_body_bytes)
     except Exception as exc:
-        raise await pipeline.reject(exchange, exc) from None
+        answer = pipeline.reject if calls_model else pipeline.refuse
+        raise await answer(exchange, exc) from None
+
+
+async def create_message(request: Request) -> Response:
+    pipeline, exchange, raw = await _begin(request, calls_model=True)
     reply = await pipeline.messages(exchange, raw, parse_beta_header(request.headers.get("anthropic-beta")))
     if reply.stream is not None:
         return RelayResponse(
@@ -94,12 +101,6 @@ async def create_message(request: Request) -> Response:
 
 
 async def count_tokens(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    exchange = new_exchange(request)
-    exchange.identity = caller_identity(request.scope)
-    try:
-        raw = await read_body(request, pipeline.max_body_bytes)
-    except Exception as exc:
-        raise await pipeline.refuse(exchange, exc) from None
+    pipeline, exchange, raw = await _begin(request, calls_model=False)
     reply = await pipeline.count_tokens(exchange, raw)
     return Response(reply.body, media_type="application/json", headers=reply.headers)
