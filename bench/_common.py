@@ -155,6 +155,12 @@ class Bench:
 
         httpx.delete(f"{self.bedrock_urls[REGIONS[0]]}/_emulator/faults").raise_for_status()
 
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.terminate()

@@ -21,11 +21,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench failover")
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args(argv)
-    bench = c.start()
-    try:
+    with c.start() as bench:
         result = asyncio.run(measure(bench, args.requests))
-    finally:
-        bench.stop()
     ok = result["ratio_p50"] <= TARGET_RATIO
     print(
         f"healthy p50 {result['healthy']['p50_ms']:.2f} ms | region 1 throttling, breaker open: "

@@ -22,11 +22,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=400, help="requests per path per concurrency level")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds at concurrency 16")
     args = parser.parse_args(argv)
-    bench = c.start()
-    try:
+    with c.start() as bench:
         results = asyncio.run(measure(bench, args.requests, args.rounds))
-    finally:
-        bench.stop()
     ok = results["concurrency_1"]["added_p50_ms"] <= TARGET_P50_MS
     for level, r in results.items():
         print(

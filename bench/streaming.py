@@ -23,16 +23,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench streaming")
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args(argv)
-    bench = c.start()
-    try:
+    with c.start() as bench:
         ttfb = asyncio.run(measure_ttfb(bench, args.requests))
-    finally:
-        bench.stop()
-    slow = c.start(bedrock="slow")
-    try:
+    with c.start(bedrock="slow") as slow:
         buffering = asyncio.run(measure_buffering(slow))
-    finally:
-        slow.stop()
     ttfb_ok = ttfb["added_p50_ms"] <= TARGET_TTFB_ADDED_MS
     verdict = "met" if ttfb_ok else "NOT met"
     print(
