@@ -61,9 +61,9 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None  # SSE frames
     # The route awaits it once, after the client has every byte and BEFORE the response ends (in
     # Lambda the environment may freeze once it ends, and settlement + outcome record must not be lost).
-    # Whole reply: settle and write the outcome. Stream: if the client went away before the stream
-    # started, the relay's own clean-up never ran; this does it (close the upstream, keep the
-    # reservation, write the outcome); otherwise nothing.
+    # Whole reply: account for it (hash, usage), settle and write the outcome. Stream: if the client
+    # went away before the stream started, the relay's own clean-up never ran; this does it (close
+    # the upstream, keep the reservation, write the outcome); otherwise nothing.
     on_done: Callable[[], Awaitable[None]] | None = None
 
 
@@ -122,20 +122,21 @@ class MessagesPipeline:
         except BaseException:  # cancelled (client gone, shutdown): still one outcome, and no lost reservation
             await self._cancelled(exchange, reservation)
             raise
-        # A model was called: whatever goes wrong from here, the reservation is settled (or kept) and
-        # the outcome written.
-        try:
-            exchange.first_byte_at = time.time()
-            exchange.response_sha256 = hashlib.sha256(body).hexdigest()
-            usage = usage_from_message(_json_or_none(body))
-            self._served(exchange, entry, decision.residency, upstream.provider, usage)
-        except Exception:
-            self._accounting_failed(exchange)
-        return Reply(
-            self.quota.headers(reservation),
-            body=body,
-            on_done=lambda: self.finish_before_end(exchange, reservation),
-        )
+        exchange.first_byte_at = time.time()
+
+        async def account_and_finish() -> None:
+            # After the client has the body: the hash and the usage parse are not on its path. A model
+            # was called: whatever goes wrong here, the reservation is settled (or kept) and the
+            # outcome written.
+            try:
+                exchange.response_sha256 = hashlib.sha256(body).hexdigest()
+                usage = usage_from_message(_json_or_none(body))
+                self._served(exchange, entry, decision.residency, upstream.provider, usage)
+            except Exception:
+                self._accounting_failed(exchange)
+            await self.finish_before_end(exchange, reservation)
+
+        return Reply(self.quota.headers(reservation), body=body, on_done=account_and_finish)
 
     async def _cancelled(self, exchange: Exchange, reservation: Reservation | None) -> None:
         """Record a request cancelled before its reply. Before the failover chain (`reservation` None)
@@ -476,7 +477,7 @@ class MessagesPipeline:
                     floor = counted.input_tokens + counted.cache_read_input_tokens + counted.cache_creation_input_tokens
                 # One more for a try whose usage is unknown: served without it, or cancelled in flight.
                 in_flight = exchange.served_by is not None or exchange.error_type == "cancelled"
-                unknown = 0 if charge is not None else 1 if in_flight else 0
+                unknown = int(charge is None and in_flight)
                 extra = self._reservation_equivalent(exchange, floor, billed + unknown)
                 charge = extra if charge is None else _plus(charge, extra)
             if charge is not None:
