@@ -30,7 +30,7 @@ from gateway.domain.pipeline import MessagesPipeline
 from gateway.domain.ports import AuditSink, Quota, Tenancy
 from gateway.routes import request_id
 from gateway.routes.health import healthz
-from gateway.routes.messages import count_tokens, create_message
+from gateway.routes.messages import FinishingResponse, count_tokens, create_message
 from gateway.routes.models import list_models
 from gateway.settings import Settings
 
@@ -208,22 +208,18 @@ class GatewayMiddleware:
             # Like a whole reply: status and body (with content-length) first, then the outcome
             # record and release (`on_done`), then the empty chunk that ends the response.
             on_done, error.on_done = error.on_done, None
-            try:
-                if started:
-                    raise
-                body = error.body_bytes()
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                headers += [
-                    rid_header,
-                    *((k.lower().encode(), str(v).encode()) for k, v in error.headers.items()),
-                ]
-                await send({"type": "http.response.start", "status": error.status, "headers": headers})
-                await send({"type": "http.response.body", "body": body, "more_body": on_done is not None})
-            finally:
+            if started:  # too late to answer; the record and release still happen
                 if on_done is not None:
                     with anyio.CancelScope(shield=True):
                         await on_done()
-            if on_done is not None:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise
+            response = FinishingResponse(
+                error.body_bytes(),
+                status_code=error.status,
+                headers={k.lower(): str(v) for k, v in error.headers.items()},
+                media_type="application/json",
+                on_done=on_done,
+            )
+            await response(scope, receive, send_with_id)
         finally:
             observability.request_id_var.reset(token)
