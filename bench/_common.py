@@ -76,13 +76,13 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 class NoopTenancy:
     async def resolve(self, identity: Any) -> Any:
-        from gateway.domain.ports import Principal
+        from gateway.models.exchange import Principal
 
         return Principal(id=identity.principal_id, tenant_id="bench", roles=("admin",), pseudonym="0" * 64)
 
     async def authorize(self, principal: Any, request: Any) -> Any:
         from gateway.domain.catalog import load_catalog
-        from gateway.domain.ports import PolicyDecision
+        from gateway.models.exchange import PolicyDecision
 
         return PolicyDecision(entry=load_catalog().resolve(request.model), residency="us", body=request.body)
 

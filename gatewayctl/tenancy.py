@@ -21,6 +21,8 @@ from gateway.adapters.dynamo_tenancy import from_item, to_item
 from gateway.domain import policy, quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.pseudonym import new_secret
+from gateway.models import tenancy as tenancy_model
+from gateway.models import tenant_items
 
 from gatewayctl.output import CommandError
 from gatewayctl.target import Target
@@ -50,7 +52,7 @@ def create_tenant(
         "sk": "CONFIG",
         "tenant_id": tenant_id,
         "name": name or tenant_id,
-        "status": policy.ACTIVE,
+        "status": tenancy_model.ACTIVE,
         "residency": _residency(residency),
         "allowed_models": _models(allowed_models),
         "limits": _limits(limits).to_mapping(),
@@ -111,7 +113,7 @@ def update_tenant(
 def suspend_tenant(target: Target, tenant_id: str, *, suspended: bool = True) -> dict[str, Any]:
     ddb = _Tables(target)
     item = _require_tenant(ddb, tenant_id)
-    item["status"] = policy.SUSPENDED if suspended else policy.ACTIVE
+    item["status"] = tenancy_model.SUSPENDED if suspended else tenancy_model.ACTIVE
     item["updated_at"] = _now_iso()
     _put_existing(ddb, item)
     return _tenant_view(item)
@@ -132,7 +134,7 @@ def get_tenant(target: Target, tenant_id: str) -> dict[str, Any]:
     view["roles"] = {
         name: sorted(perms)
         for name, perms in policy.role_table(
-            policy.tenant_from_item(config, _role_items(items)).roles
+            tenant_items.tenant_from_item(config, _role_items(items)).roles
         ).items()
     }
     view["principals"] = list_principals(target, tenant_id)
@@ -313,12 +315,12 @@ def usage(
 ) -> dict[str, Any]:
     """What a tenant (or one of its principals) has used and has left in the current windows."""
     ddb = _Tables(target)
-    tenant = policy.tenant_from_item(_require_tenant(ddb, tenant_id))
+    tenant = tenant_items.tenant_from_item(_require_tenant(ddb, tenant_id))
     now = time.time() if now is None else now
     if principal_id is None:
         pk, limits = quota.tenant_pk(tenant_id), tenant.limits
     else:
-        record = policy.principal_from_item(_require_principal(ddb, principal_id))
+        record = tenant_items.principal_from_item(_require_principal(ddb, principal_id))
         if record.tenant_id != tenant_id:
             raise CommandError(f"principal {principal_id!r} is not in tenant {tenant_id!r}")
         pk, limits = quota.principal_pk(tenant_id, principal_id), policy.principal_limits(tenant, record)
@@ -359,7 +361,7 @@ def _principal_item(
     *,
     kind: str,
     consent: bool,
-    limits: policy.Limits | None,
+    limits: tenancy_model.Limits | None,
     display_name: str | None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {
@@ -370,7 +372,7 @@ def _principal_item(
         "tenant_sk": f"PRINCIPAL#{principal_id}",
         "roles": roles,
         "kind": kind,
-        "status": policy.ACTIVE,
+        "status": tenancy_model.ACTIVE,
         "pseudonym_secret": new_secret(),
         "created_at": _now_iso(),
     }
@@ -449,7 +451,7 @@ def _check_roles(ddb: _Tables, tenant_id: str, roles: Iterable[str]) -> list[str
         KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
         ExpressionAttributeValues={":pk": {"S": _tenant_pk(tenant_id)}, ":r": {"S": "ROLE#"}},
     )
-    known = policy.role_table(policy.tenant_from_item(tenant, items).roles)
+    known = policy.role_table(tenant_items.tenant_from_item(tenant, items).roles)
     unknown = [r for r in roles if r not in known]
     if unknown:
         raise CommandError(f"unknown role(s) {unknown} for tenant {tenant_id!r}; known: {sorted(known)}")
@@ -460,9 +462,9 @@ def _role_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if str(i["sk"]).startswith("ROLE#")]
 
 
-def _limits(raw: Mapping[str, Any] | None) -> policy.Limits:
+def _limits(raw: Mapping[str, Any] | None) -> tenancy_model.Limits:
     try:
-        return policy.Limits.from_mapping(raw)
+        return tenancy_model.Limits.from_mapping(raw)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
@@ -502,7 +504,7 @@ def _tenant_view(item: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "tenant_id": item["tenant_id"],
         "name": item.get("name"),
-        "status": item.get("status", policy.ACTIVE),
+        "status": item.get("status", tenancy_model.ACTIVE),
         "residency": item.get("residency"),
         "allowed_models": list(item.get("allowed_models") or []),
         "limits": dict(item.get("limits") or {}),
@@ -519,7 +521,7 @@ def _principal_view(item: Mapping[str, Any]) -> dict[str, Any]:
         "tenant_id": item["tenant_id"],
         "kind": item.get("kind", "user"),
         "roles": list(item.get("roles") or []),
-        "status": item.get("status", policy.ACTIVE),
+        "status": item.get("status", tenancy_model.ACTIVE),
         "consent_given_at": item.get("consent_given_at"),
         "limits": dict(item["limits"]) if item.get("limits") is not None else None,
         "display_name": item.get("display_name"),

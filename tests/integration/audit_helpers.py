@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from gateway.domain.catalog import load_catalog
-from gateway.domain.ports import (
+from gateway.models.exchange import (
     Attempt,
     CallerIdentity,
     Exchange,

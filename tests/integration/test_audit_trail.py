@@ -147,7 +147,7 @@ def test_queries_return_the_right_tenants_tokens_and_costs(audit_resources):
 
 
 def test_failovers_query_finds_multi_attempt_requests(audit_resources):
-    from gateway.domain.ports import Attempt
+    from gateway.models.exchange import Attempt
 
     res = audit_resources
     ex = make_exchange(started_at=T0)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pytest
 from botocore.exceptions import ClientError
 from gateway.adapters.kinesis_audit import KinesisAuditSink
-from gateway.domain.ports import Principal
 from gateway.domain.pseudonym import pseudonym
+from gateway.models.exchange import Principal
 
 from gatewayctl import audit as trail
 from gatewayctl import target as target_module

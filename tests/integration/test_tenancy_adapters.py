@@ -13,8 +13,8 @@ from gateway.adapters.dynamo_tenancy import DynamoTenancy
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
-from gateway.domain.ports import CallerIdentity, MessagesRequest, Usage
 from gateway.domain.pseudonym import pseudonym
+from gateway.models.exchange import CallerIdentity, MessagesRequest, Usage
 
 from gatewayctl import tenancy as admin
 from tests.integration import test_tenancy_support as support

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.domain.catalog import CatalogEntry, load_catalog
 from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from gateway.domain.failover import UpstreamFailure
-from gateway.domain.ports import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
+from gateway.models.exchange import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
 from gateway.settings import Settings
 
 SONNET = "claude-sonnet-4-5"

@@ -9,7 +9,9 @@ import re
 import duckdb
 import pytest
 from gateway.domain.catalog import load_catalog
-from gateway.domain.ports import (
+from gateway.models import audit
+from gateway.models.audit import AuditRecord
+from gateway.models.exchange import (
     Attempt,
     CallerIdentity,
     Exchange,
@@ -19,8 +21,6 @@ from gateway.domain.ports import (
     RequestMeta,
     Usage,
 )
-from gateway.models import audit
-from gateway.models.audit import AuditRecord
 
 from stacks.audit_queries import AUDIT_TABLE, NAMED_QUERIES
 

@@ -11,7 +11,7 @@ from gateway.domain.breaker import Breakers
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
 from gateway.domain.failover import MISCONFIG, FailoverChain, UpstreamFailure
-from gateway.domain.ports import Exchange, RequestMeta
+from gateway.models.exchange import Exchange, RequestMeta
 from gateway.observability import Metrics
 
 from tests.unit.runtime_fakes import FakeUpstream, stream_events, throttled, validation_error

@@ -361,7 +361,7 @@ async def test_two_request_context_headers_are_trusted_by_no_one(world: World) -
 async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world: World) -> None:
     """The pipeline half of the contract; the route half (the app calls on_done) is driven through the
     app in test_pipeline_guarantees.py."""
-    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
     pipeline = world.app.state.pipeline
     exchange = Exchange(meta=RequestMeta(request_id="gone"))

@@ -6,8 +6,10 @@ import pytest
 from gateway.domain import policy
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from gateway.domain.ports import MessagesRequest
 from gateway.domain.pseudonym import new_secret
+from gateway.models import tenancy as tenancy_model
+from gateway.models import tenant_items
+from gateway.models.exchange import MessagesRequest
 
 CATALOG = load_catalog()
 
@@ -28,12 +30,12 @@ def request(
     )
 
 
-def tenant(**kwargs) -> policy.TenantConfig:
-    return policy.TenantConfig(tenant_id="acme", name="Acme", **kwargs)
+def tenant(**kwargs) -> tenancy_model.TenantConfig:
+    return tenancy_model.TenantConfig(tenant_id="acme", name="Acme", **kwargs)
 
 
-def principal(*roles: str, **kwargs) -> policy.PrincipalRecord:
-    return policy.PrincipalRecord(
+def principal(*roles: str, **kwargs) -> tenancy_model.PrincipalRecord:
+    return tenancy_model.PrincipalRecord(
         id="sub-1", tenant_id="acme", roles=roles, pseudonym_secret=new_secret(), **kwargs
     )
 
@@ -133,7 +135,7 @@ def test_suspended_and_unknown_are_refused():
         policy.check_active(None, principal("admin"))
     with pytest.raises(PermissionDeniedError):
         policy.check_active(tenant(), None)
-    erased = policy.PrincipalRecord(id="x", tenant_id="acme", roles=("admin",), pseudonym_secret=None)
+    erased = tenancy_model.PrincipalRecord(id="x", tenant_id="acme", roles=("admin",), pseudonym_secret=None)
     with pytest.raises(PermissionDeniedError):
         policy.check_active(tenant(), erased)
 
@@ -148,10 +150,10 @@ def test_consent_is_a_recorded_principal_attribute_when_the_tenant_requires_it()
 
 
 def test_max_tokens_per_request_limit_tenant_and_principal():
-    t = tenant(limits=policy.Limits(max_tokens_per_request=2000))
+    t = tenant(limits=tenancy_model.Limits(max_tokens_per_request=2000))
     with pytest.raises(InvalidRequestError, match="2000"):
         decide(t, principal("power_user"), request(max_tokens=2001))
-    p = principal("power_user", limits=policy.Limits(max_tokens_per_request=100))
+    p = principal("power_user", limits=tenancy_model.Limits(max_tokens_per_request=100))
     with pytest.raises(InvalidRequestError, match="100"):
         decide(tenant(), p, request(max_tokens=101))
     assert decide(tenant(), p, request(max_tokens=100))
@@ -213,20 +215,20 @@ def test_allowed_models_follow_roles_allow_list_and_residency():
 )
 def test_limits_validation(raw, message):
     with pytest.raises(ValueError, match=message):
-        policy.Limits.from_mapping(raw)
+        tenancy_model.Limits.from_mapping(raw)
 
 
 def test_limits_parse_and_round_trip():
-    limits = policy.Limits.from_mapping(
+    limits = tenancy_model.Limits.from_mapping(
         {"requests_per_minute": "60", "usd_per_month": "12.5", "tokens_per_day": None}
     )
-    assert limits == policy.Limits(requests_per_minute=60, usd_per_month=12.5)
-    assert policy.Limits.from_mapping(limits.to_mapping()) == limits
-    assert policy.Limits().empty and not limits.empty
+    assert limits == tenancy_model.Limits(requests_per_minute=60, usd_per_month=12.5)
+    assert tenancy_model.Limits.from_mapping(limits.to_mapping()) == limits
+    assert tenancy_model.Limits().empty and not limits.empty
 
 
 def test_items_parse_into_configs():
-    t = policy.tenant_from_item(
+    t = tenant_items.tenant_from_item(
         {
             "tenant_id": "acme",
             "residency": "eu",
@@ -237,13 +239,13 @@ def test_items_parse_into_configs():
     )
     assert t.residency == "eu" and t.limits.requests_per_minute == 5 and t.consent_required
     assert t.roles == {"analyst": frozenset({"read", "write", "haiku"})}
-    p = policy.principal_from_item(
+    p = tenant_items.principal_from_item(
         {"principal_id": "s", "tenant_id": "acme", "roles": ["viewer"], "limits": {}}
     )
-    assert p.limits == policy.Limits() and p.roles == ("viewer",)
-    assert policy.principal_limits(t, p) == policy.Limits()
-    p2 = policy.principal_from_item({"principal_id": "s", "tenant_id": "acme", "roles": []})
-    t2 = policy.TenantConfig("acme", "Acme", principal_limits=policy.Limits(requests_per_minute=3))
+    assert p.limits == tenancy_model.Limits() and p.roles == ("viewer",)
+    assert policy.principal_limits(t, p) == tenancy_model.Limits()
+    p2 = tenant_items.principal_from_item({"principal_id": "s", "tenant_id": "acme", "roles": []})
+    t2 = tenancy_model.TenantConfig("acme", "Acme", principal_limits=tenancy_model.Limits(requests_per_minute=3))
     assert policy.principal_limits(t2, p2).requests_per_minute == 3
 
 
@@ -256,7 +258,7 @@ def test_policy_refusals_are_marked_and_bad_input_is_not():
         return caught.value
 
     over_limit = refusal(
-        tenant(limits=policy.Limits(max_tokens_per_request=10)), principal("admin"), request()
+        tenant(limits=tenancy_model.Limits(max_tokens_per_request=10)), principal("admin"), request()
     )
     assert isinstance(over_limit, InvalidRequestError) and over_limit.status == 400
     assert over_limit.policy_refusal

@@ -210,7 +210,7 @@ async def test_headers_for_a_principal_need_no_dynamodb_call():
     from gateway.adapters.dynamo_quota import DynamoQuota
     from gateway.adapters.dynamo_tenancy import Directory
     from gateway.domain.catalog import load_catalog
-    from gateway.domain.ports import MessagesRequest, PolicyDecision, Principal
+    from gateway.models.exchange import MessagesRequest, PolicyDecision, Principal
 
     from tests.unit.runtime_fakes import settings
 

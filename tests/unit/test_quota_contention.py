@@ -9,9 +9,10 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 from gateway.adapters.dynamo_quota import DynamoQuota, DynamoReservation
-from gateway.domain import policy, quota
+from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import RateLimitError
+from gateway.models import tenancy as tenancy_model
 
 from tests.unit.runtime_fakes import settings
 
@@ -42,7 +43,8 @@ class ConflictingClient:
 def make(conflicts: int) -> tuple[DynamoQuota, ConflictingClient, quota.QuotaPlan]:
     client = ConflictingClient(conflicts)
     quota_ = DynamoQuota(settings(), load_catalog(), client=client, clock=lambda: 1_700_000_000.0)
-    plan = quota.plan("t1", "p1", policy.Limits(), policy.Limits(), quota.Amount(1, 100, 10), 1_700_000_000.0)
+    no_limits = tenancy_model.Limits()
+    plan = quota.plan("t1", "p1", no_limits, no_limits, quota.Amount(1, 100, 10), 1_700_000_000.0)
     return quota_, client, plan
 
 

@@ -135,7 +135,7 @@ async def test_a_stream_failing_after_it_was_accepted_counts_as_possibly_billed(
 
 async def cancelled_while(world: World, stream: bool, hanging=None) -> None:
     """Cancel the request while `hanging` (east by default) is running its try."""
-    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
     hung = asyncio.Event()
     hanging = hanging or world.east
@@ -243,7 +243,7 @@ async def test_a_stream_cut_short_with_only_custom_tools_still_settles_to_the_bo
 
 
 async def test_a_request_cancelled_while_reserving_releases_what_was_reserved() -> None:
-    from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
     world = World()
     quota, audit = world.quota, world.audit

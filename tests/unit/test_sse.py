@@ -66,8 +66,8 @@ def test_tracker_usage_and_hash() -> None:
 
 
 def test_odd_usage_values_make_the_usage_unknown_never_an_exception() -> None:
-    from gateway.domain.ports import Usage
     from gateway.domain.sse import usage_from_message
+    from gateway.models.exchange import Usage
 
     assert usage_from_message({"usage": {"input_tokens": 3, "output_tokens": 2.0}}) == Usage(3, 2)
     for odd in ("12", -1, 10**400, float("nan"), True, [1], {"n": 1}, 1.5):

@@ -28,7 +28,8 @@ from gateway.adapters.dynamo_tenancy import Directory, from_item
 from gateway.domain import policy, quota
 from gateway.domain.catalog import Catalog
 from gateway.domain.errors import QuotaContentionError, RateLimitError, ServiceUnavailableError
-from gateway.domain.ports import MessagesRequest, PolicyDecision, Principal, Usage
+from gateway.models import tenancy as tenancy_model
+from gateway.models.exchange import MessagesRequest, PolicyDecision, Principal, Usage
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class DynamoQuota:
         reset times alone."""
         cached = self.directory.cached_pair(principal)
         if cached is None:
-            tenant_limits = own = policy.Limits()
+            tenant_limits = own = tenancy_model.Limits()
         else:
             record, tenant = cached
             tenant_limits, own = tenant.limits, policy.principal_limits(tenant, record)

@@ -17,8 +17,10 @@ from typing import Any
 from gateway.domain import policy
 from gateway.domain.catalog import Catalog, CatalogEntry
 from gateway.domain.errors import PermissionDeniedError, ServiceUnavailableError
-from gateway.domain.ports import CallerIdentity, MessagesRequest, PolicyDecision, Principal
 from gateway.domain.pseudonym import pseudonym
+from gateway.models import tenant_items
+from gateway.models.exchange import CallerIdentity, MessagesRequest, PolicyDecision, Principal
+from gateway.models.tenancy import PrincipalRecord, TenantConfig
 from gateway.settings import Settings
 
 
@@ -101,13 +103,13 @@ class Directory:
             self._client = client("dynamodb", self._settings.region, connect_timeout=2, read_timeout=3)
         return self._client
 
-    async def principal(self, principal_id: str) -> policy.PrincipalRecord | None:
+    async def principal(self, principal_id: str) -> PrincipalRecord | None:
         return await self._cached(("principal", principal_id), lambda: self._load_principal(principal_id))
 
-    async def tenant(self, tenant_id: str) -> policy.TenantConfig | None:
+    async def tenant(self, tenant_id: str) -> TenantConfig | None:
         return await self._cached(("tenant", tenant_id), lambda: self._load_tenant(tenant_id))
 
-    async def pair(self, principal: Principal) -> tuple[policy.PrincipalRecord, policy.TenantConfig]:
+    async def pair(self, principal: Principal) -> tuple[PrincipalRecord, TenantConfig]:
         """The principal's record and its tenant, refused if either is gone or suspended meanwhile."""
         record = await self.principal(principal.id)
         tenant = await self.tenant(principal.tenant_id)
@@ -117,7 +119,7 @@ class Directory:
             raise PermissionDeniedError("this principal is not registered with the gateway")
         return record, tenant
 
-    def cached_pair(self, principal: Principal) -> tuple[policy.PrincipalRecord, policy.TenantConfig] | None:
+    def cached_pair(self, principal: Principal) -> tuple[PrincipalRecord, TenantConfig] | None:
         """The principal's record and tenant from the cache, even if stale; None if either is absent.
         Never reads DynamoDB (for advisory uses off the request's critical path: rate-limit headers)."""
         record = self._cache.get(("principal", principal.id))
@@ -157,19 +159,19 @@ class Directory:
             self._cache[key] = (time.monotonic() + self._ttl, value)
         return value
 
-    def _load_principal(self, principal_id: str) -> policy.PrincipalRecord | None:
+    def _load_principal(self, principal_id: str) -> PrincipalRecord | None:
         got = self.client.get_item(
             TableName=self._settings.tenants_table,
-            Key={"pk": {"S": f"PRINCIPAL#{principal_id}"}, "sk": {"S": "PRINCIPAL"}},
+            Key=to_item(tenant_items.principal_key(principal_id)),
         )
-        return policy.principal_from_item(from_item(got["Item"])) if "Item" in got else None
+        return tenant_items.principal_from_item(from_item(got["Item"])) if "Item" in got else None
 
-    def _load_tenant(self, tenant_id: str) -> policy.TenantConfig | None:
+    def _load_tenant(self, tenant_id: str) -> TenantConfig | None:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._settings.tenants_table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"TENANT#{tenant_id}"}},
+            "ExpressionAttributeValues": {":pk": {"S": tenant_items.tenant_pk(tenant_id)}},
         }
         while True:
             page = self.client.query(**kwargs)
@@ -177,11 +179,7 @@ class Directory:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        config = next((i for i in items if i.get("sk") == "CONFIG"), None)
-        if config is None:
-            return None
-        roles = [i for i in items if str(i.get("sk", "")).startswith("ROLE#")]
-        return policy.tenant_from_item(config, roles)
+        return tenant_items.tenant_from_items(items)
 
 
 async def _guarded(call: Awaitable[Any]) -> Any:

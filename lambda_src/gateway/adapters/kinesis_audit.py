@@ -23,8 +23,8 @@ from typing import Any
 from gateway import observability
 from gateway.adapters.aws import client
 from gateway.domain.errors import ServiceUnavailableError
-from gateway.domain.ports import Exchange
 from gateway.models.audit import AuditRecord
+from gateway.models.exchange import Exchange
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.audit")

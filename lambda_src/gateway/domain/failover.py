@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 from gateway.domain.breaker import Breakers, breaker_key
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
-from gateway.domain.ports import Attempt, Exchange
+from gateway.models.exchange import Attempt, Exchange
 
 NEXT, RETRY, CLIENT, MISCONFIG = "next", "retry", "client", "misconfig"
 # Output pace below which a non-streaming try is presumed stuck (Claude models produce tens of tokens/s).

@@ -38,19 +38,10 @@ from gateway.domain.errors import (
     ServiceUnavailableError,
 )
 from gateway.domain.failover import FailoverChain, OpenedStream, UpstreamFailure, aclose_quietly, timed_out
-from gateway.domain.ports import (
-    AuditSink,
-    Exchange,
-    MessagesRequest,
-    PolicyDecision,
-    Principal,
-    Quota,
-    Reservation,
-    Tenancy,
-    Usage,
-)
+from gateway.domain.ports import AuditSink, Quota, Reservation, Tenancy
 from gateway.domain.request import parse_messages_request
 from gateway.domain.sse import StreamTracker, error_frame, frame, usage_from_message
+from gateway.models.exchange import Exchange, MessagesRequest, PolicyDecision, Principal, Usage
 from gateway.observability import log
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain.catalog import RESIDENCIES, TIERS, Catalog, CatalogEntry
@@ -19,7 +18,8 @@ from gateway.domain.errors import (
     PolicyLimitError,
     UnavailableInResidencyError,
 )
-from gateway.domain.ports import MessagesRequest, PolicyDecision
+from gateway.models.exchange import MessagesRequest, PolicyDecision
+from gateway.models.tenancy import ACTIVE, Limits, PrincipalRecord, TenantConfig
 
 # Every permission a role can carry. read: GET routes (models, usage, count_tokens); write: POST
 # /v1/messages; one per model tier; tools, vision (image blocks) and high_tokens (max_tokens > 4096).
@@ -33,93 +33,6 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
     "power_user": frozenset({"read", "write", "haiku", "sonnet", "opus", "tools", "vision", "high_tokens"}),
     "admin": frozenset(PERMISSIONS),
 }
-
-ACTIVE = "active"
-SUSPENDED = "suspended"
-STATUSES = (ACTIVE, SUSPENDED)
-
-LIMIT_NAMES = (
-    "requests_per_minute",
-    "tokens_per_minute",
-    "tokens_per_day",
-    "usd_per_month",
-    "max_tokens_per_request",
-)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """None means unlimited. USD is a float here and micro-dollars (integers) in the usage table."""
-
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    tokens_per_day: int | None = None
-    usd_per_month: float | None = None
-    max_tokens_per_request: int | None = None
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any] | None) -> Limits:
-        """Parse and validate (operator input and stored items alike); raise ValueError on bad values."""
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - set(LIMIT_NAMES))
-        if unknown:
-            raise ValueError(f"unknown limits {unknown}; known: {list(LIMIT_NAMES)}")
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            if value is None:
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"limit {name} must be a number, not {value!r}") from None
-            if number < 0 or number != number:  # NaN
-                raise ValueError(f"limit {name} must not be negative, not {value!r}")
-            if name != "usd_per_month":
-                if number != int(number):
-                    raise ValueError(f"limit {name} must be a whole number, not {value!r}")
-                values[name] = int(number)
-            else:
-                values[name] = number
-        return cls(**values)
-
-    def to_mapping(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in LIMIT_NAMES if getattr(self, name) is not None}
-
-    @property
-    def empty(self) -> bool:
-        return not self.to_mapping()
-
-
-@dataclass(frozen=True)
-class TenantConfig:
-    tenant_id: str
-    name: str
-    status: str = ACTIVE
-    residency: str = "us"
-    # Catalog aliases the tenant may use; empty means every model in the catalog.
-    allowed_models: tuple[str, ...] = ()
-    limits: Limits = field(default_factory=Limits)
-    # Limits applied to each principal of the tenant (a principal's own `limits` replaces them).
-    principal_limits: Limits = field(default_factory=Limits)
-    consent_required: bool = False
-    # Appended to the system prompt of every request when set (e.g. a data-processing notice).
-    notice: str | None = None
-    # Role name -> permissions, from the tenant's ROLE# items; these replace built-ins of the same name.
-    roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PrincipalRecord:
-    id: str
-    tenant_id: str
-    roles: tuple[str, ...]
-    kind: str = "user"
-    status: str = ACTIVE
-    pseudonym_secret: str | None = None
-    # ISO-8601 time the person accepted the tenant's terms; required when the tenant asks for consent.
-    consent_given_at: str | None = None
-    limits: Limits | None = None
-
 
 def validate_permissions(permissions: Iterable[str]) -> frozenset[str]:
     perms = frozenset(permissions)
@@ -264,39 +177,6 @@ def with_notice(body: dict[str, Any], notice: str) -> dict[str, Any]:
     else:
         raise InvalidRequestError("system: must be a string or a list of content blocks")
     return out
-
-
-# Parsing of stored items (plain dicts, already deserialized from DynamoDB) into the types above.
-
-
-def tenant_from_item(item: Mapping[str, Any], role_items: Iterable[Mapping[str, Any]] = ()) -> TenantConfig:
-    roles = {str(r["sk"]).removeprefix("ROLE#"): frozenset(r.get("permissions") or ()) for r in role_items}
-    return TenantConfig(
-        tenant_id=str(item["tenant_id"]),
-        name=str(item.get("name") or item["tenant_id"]),
-        status=str(item.get("status", ACTIVE)),
-        residency=str(item.get("residency", "us")),
-        allowed_models=tuple(sorted(item.get("allowed_models") or ())),
-        limits=Limits.from_mapping(item.get("limits")),
-        principal_limits=Limits.from_mapping(item.get("principal_limits")),
-        consent_required=bool(item.get("consent_required", False)),
-        notice=item.get("notice") or None,
-        roles=roles,
-    )
-
-
-def principal_from_item(item: Mapping[str, Any]) -> PrincipalRecord:
-    limits = item.get("limits")
-    return PrincipalRecord(
-        id=str(item["principal_id"]),
-        tenant_id=str(item["tenant_id"]),
-        roles=tuple(item.get("roles") or ()),
-        kind=str(item.get("kind", "user")),
-        status=str(item.get("status", ACTIVE)),
-        pseudonym_secret=item.get("pseudonym_secret") or None,
-        consent_given_at=item.get("consent_given_at") or None,
-        limits=Limits.from_mapping(limits) if limits is not None else None,
-    )
 
 
 def validate_residency(residency: str) -> str:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.domain.policy import Limits
+from gateway.models.tenancy import Limits
+from gateway.models.usage_items import COUNTERS, principal_pk, tenant_pk, window_sk
 
 WINDOWS = ("minute", "day", "month")
-COUNTERS = ("requests", "tokens", "usd_micros")
 MICROS = 1_000_000
 
 # How long a window item outlives its window (TTL), so `usage show` can look back a little.
@@ -41,7 +41,7 @@ class Window:
 
     @property
     def sk(self) -> str:
-        return f"{self.name}#{self.bucket}"
+        return window_sk(self.name, self.bucket)
 
     @property
     def expires_at(self) -> int:
@@ -64,14 +64,6 @@ def window_at(name: str, now: float) -> Window:
         following = (start + timedelta(days=32)).replace(day=1)
         return Window(name, start.strftime("%Y-%m"), start, following)
     raise ValueError(f"unknown window {name!r}")
-
-
-def tenant_pk(tenant_id: str) -> str:
-    return f"USAGE#{tenant_id}"
-
-
-def principal_pk(tenant_id: str, principal_id: str) -> str:
-    return f"USAGE#{tenant_id}#P#{principal_id}"
 
 
 def usd_micros(usd: float) -> int:

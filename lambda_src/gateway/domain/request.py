@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from gateway.domain.errors import InvalidRequestError, RequestTooLargeError
-from gateway.domain.ports import MessagesRequest
+from gateway.models.exchange import MessagesRequest
 
 # Anthropic bills an image at about (width * height) / 750 tokens, capped near this figure; the
 # estimate reserves the cap rather than counting base64 characters as text.

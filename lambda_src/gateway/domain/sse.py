@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.domain.ports import Usage
+from gateway.models.exchange import Usage
 
 # No request reads or writes a billion tokens: a larger count is garbage, not usage.
 _MAX_TOKEN_COUNT = 10**9

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 
 from gateway.domain.errors import AuthenticationError, RequestTooLargeError
-from gateway.domain.ports import CallerIdentity, Exchange, RequestMeta
+from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
 CONTEXT_HEADER = "x-amzn-request-context"
 

@@ -11,8 +11,8 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.domain.failover import aclose_quietly
 from gateway.domain.pipeline import MessagesPipeline
-from gateway.domain.ports import Exchange
 from gateway.domain.request import parse_beta_header
+from gateway.models.exchange import Exchange
 from gateway.routes import caller_identity, new_exchange, read_body
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
