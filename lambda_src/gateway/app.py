@@ -1,19 +1,18 @@
-"""create_app: wiring of the ASGI app (routes -> pipeline -> ports and adapters).
+"""create_app: wiring of the ASGI app (routes -> domain -> ports and adapters).
 
-`None` for a port means the real adapter, imported here lazily so that tests and the local stack can
-pass fakes or their own without paying for (or needing) boto at import time.
+`None` for a port means the real one over its adapter, imported here lazily so that tests and the
+local stack can pass fakes or their own without paying for (or needing) boto at import time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,13 +24,17 @@ from gateway.domain.background import Background
 from gateway.domain.breaker import Breakers
 from gateway.domain.catalog import Catalog, load_catalog
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS, ApiError, GatewayError
-from gateway.domain.failover import FailoverChain, Upstream
-from gateway.domain.pipeline import MessagesPipeline
-from gateway.domain.ports import AuditSink, Quota, Tenancy
+from gateway.domain.failover import FailoverChain
+from gateway.domain.gateway import Gateway
+from gateway.domain.metering import QuotaService
+from gateway.domain.ports import AuditSink, Quota, Tenancy, Upstream
+from gateway.domain.tenancy import TenancyService
 from gateway.routes import request_id
 from gateway.routes.health import healthz
-from gateway.routes.messages import FinishingResponse, count_tokens, create_message
+from gateway.routes.messages import count_tokens, create_message
 from gateway.routes.models import list_models
+from gateway.routes.responses import FinishingResponse
+from gateway.routes.usage import usage
 from gateway.settings import Settings
 
 
@@ -51,14 +54,10 @@ def create_app(
     catalog = catalog or load_catalog()
     background = Background()
     metrics = metrics or observability.Metrics(settings.env)
-    if tenancy is None:
-        from gateway.adapters.dynamo_tenancy import DynamoTenancy
-
-        tenancy = DynamoTenancy(settings, catalog)
-    if quota is None:
-        from gateway.adapters.dynamo_quota import DynamoQuota
-
-        quota = DynamoQuota(settings, catalog)
+    if tenancy is None or quota is None:
+        tenancy_service, quota_service = dynamo_services(settings, catalog)
+        tenancy = tenancy or tenancy_service
+        quota = quota or quota_service
     if audit is None:
         from gateway.adapters.kinesis_audit import KinesisAuditSink
 
@@ -78,7 +77,7 @@ def create_app(
     if upstreams is None:
         upstreams = build_upstreams(settings)
     chain = FailoverChain(upstreams, breakers, metrics, timeout_seconds=settings.upstream_timeout_seconds)
-    pipeline = MessagesPipeline(
+    gateway = Gateway(
         catalog=catalog,
         tenancy=tenancy,
         quota=quota,
@@ -110,17 +109,15 @@ def create_app(
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/usage", usage, methods=["GET"]),
     ]
-    usage_route = _optional_usage_route()
-    if usage_route is not None:
-        routes.append(usage_route)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.tenancy = tenancy
     app.state.quota = quota
     app.state.audit = audit
-    app.state.pipeline = pipeline
+    app.state.gateway = gateway
     app.state.chain = chain
     app.state.breakers = breakers
     app.state.background = background
@@ -151,15 +148,21 @@ def build_upstreams(settings: Settings) -> dict[str, list[Upstream]]:
     return chains
 
 
-def _optional_usage_route() -> Route | None:
-    """GET /v1/usage is the tenancy engineer's route (gateway/routes/usage.py: `usage(request)`)."""
-    try:
-        module = importlib.import_module("gateway.routes.usage")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gateway.routes.usage":
-            raise
-        return None
-    return Route("/v1/usage", module.usage, methods=["GET"])
+def dynamo_services(
+    settings: Settings, catalog: Catalog, *, client: Any = None, clock: Callable[[], float] = time.time
+) -> tuple[TenancyService, QuotaService]:
+    """Tenancy and quota over the DynamoDB tables; `client` a botocore DynamoDB client (None: the container's)."""
+    from gateway.adapters.dynamo_quota import DynamoQuotaStore
+    from gateway.adapters.dynamo_tenancy import DynamoTenantStore
+
+    tenancy = TenancyService(
+        DynamoTenantStore(settings, client=client),
+        catalog,
+        ttl_seconds=settings.principal_cache_ttl_seconds,
+        bedrock_residencies=settings.bedrock_regions.keys(),
+        vertex_residencies=settings.vertex_regions.keys(),
+    )
+    return tenancy, QuotaService(DynamoQuotaStore(settings, client=client), tenancy, catalog, clock=clock)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -202,23 +205,18 @@ class GatewayMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
+            # The routes answer their own errors (routes.serve); this is what escaped them.
             error = exc if isinstance(exc, GatewayError) else ApiError("internal error")
             if not isinstance(exc, GatewayError):
                 observability.log.error("unhandled error", exc_info=exc)
-            # Like a whole reply: status and body (with content-length) first, then the outcome
-            # record and release (`on_done`), then the empty chunk that ends the response.
-            on_done, error.on_done = error.on_done, None
-            if started:  # too late to answer; the record and release still happen
-                if on_done is not None:
-                    with anyio.CancelScope(shield=True):
-                        await on_done()
+            if started:  # too late to answer
                 raise
             response = FinishingResponse(
                 error.body_bytes(),
                 status_code=error.status,
                 headers={k.lower(): str(v) for k, v in error.headers.items()},
                 media_type="application/json",
-                on_done=on_done,
+                on_done=None,
             )
             await response(scope, receive, send_with_id)
         finally:

@@ -285,7 +285,7 @@ class SlowQuota:
 
 def test_audit_write_adds_no_serial_round_trip(local_stack, make_tenant, make_user, serve):
     """With a slow Kinesis put (D) and a slow reservation (D), a request takes ~D more, not ~2D."""
-    from gateway.adapters.dynamo_quota import DynamoQuota
+    from gateway.app import dynamo_services
 
     delay = 0.5
     settings = local_stack.settings()
@@ -293,7 +293,7 @@ def test_audit_write_adds_no_serial_round_trip(local_stack, make_tenant, make_us
     slow_app, _ = app_with(
         local_stack,
         kinesis=lambda real: FaultyClient(real, lambda op, kw: False, delay=delay),
-        quota=SlowQuota(DynamoQuota(settings, load_catalog()), delay),
+        quota=SlowQuota(dynamo_services(settings, load_catalog())[1], delay),
     )
     fast, slow = serve(fast_app), serve(slow_app)
     tenant = make_tenant()

@@ -161,7 +161,7 @@ def test_a_stream_that_stalls_after_the_first_byte_ends_with_an_error_event(call
     caller.stack.set_fault("us-east-1", "error", status=503)
     caller.stack.set_fault("us-west-2", "error", status=503)
     vertex_fault(caller.stack, "stall", after_events=3, hang_seconds=5)
-    monkeypatch.setattr(caller.stack.app.state.pipeline, "stream_idle_timeout_seconds", 0.5)
+    monkeypatch.setattr(caller.stack.app.state.gateway, "stream_idle_timeout_seconds", 0.5)
     started = time.monotonic()
     with (
         pytest.raises(anthropic.APIStatusError) as caught,

@@ -94,8 +94,8 @@ def sent(calls: list[Call], labels: tuple[str, ...] | str) -> Counter:
 def recorder(local_stack, faults):
     app = local_stack.app
     rec = Recorder()
-    rec.hook(app.state.tenancy.directory.client, "tenancy")
-    rec.hook(app.state.quota.directory.client, "quota")
+    rec.hook(app.state.tenancy.store.client, "tenancy")
+    rec.hook(app.state.quota.store.client, "quota")
     store = getattr(app.state.breakers, "store", None)
     if store is not None:
         rec.hook(store.client, "breakers")

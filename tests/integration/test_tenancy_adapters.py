@@ -1,4 +1,4 @@
-"""DynamoTenancy and DynamoQuota against a moto server over HTTP (no app): caching, round trips,
+"""Tenancy and quota over the DynamoDB stores against a moto server over HTTP (no app): caching, round trips,
 atomic reservations under concurrency, settlement, release, crashes, refusals."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from gateway.adapters.dynamo_quota import DynamoQuota
-from gateway.adapters.dynamo_tenancy import DynamoTenancy
+from gateway.app import dynamo_services
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
@@ -60,9 +59,7 @@ class Calls:
 
 
 def adapters(t, clock=lambda: NOW):
-    return DynamoTenancy(t.settings, CATALOG, client=t.ddb), DynamoQuota(
-        t.settings, CATALOG, client=t.ddb, clock=clock
-    )
+    return dynamo_services(t.settings, CATALOG, client=t.ddb, clock=clock)
 
 
 def stored(t, pk: str, sk: str) -> dict[str, int]:
@@ -297,7 +294,7 @@ async def test_dynamodb_unreachable_fails_closed(moto_tables):
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     client = _botocore_client(dead)
-    tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
+    tenancy, _ = dynamo_services(moto_tables.settings, CATALOG, client=client)
     with pytest.raises(ServiceUnavailableError):
         await tenancy.resolve(identity("sub-1"))
 
@@ -337,8 +334,7 @@ async def test_transaction_conflicts_are_retried_for_reservation_and_settlement(
     admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 10})
     admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
     client = Conflicting(moto_tables.ddb, 2)
-    tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
-    quota_ = DynamoQuota(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
+    tenancy, quota_ = dynamo_services(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
     principal = await tenancy.resolve(identity("sub-1"))
     reservation = await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
     await quota_.settle(reservation, Usage(input_tokens=3, output_tokens=4), 0.0)
@@ -350,8 +346,7 @@ async def test_persistent_conflicts_end_in_429_retry_after_1(moto_tables):
     admin.create_tenant(moto_tables.target, "acme")
     admin.add_principal(moto_tables.target, "acme", "sub-1", ["basic_user"])
     client = Conflicting(moto_tables.ddb, 100)
-    tenancy = DynamoTenancy(moto_tables.settings, CATALOG, client=client)
-    quota_ = DynamoQuota(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
+    tenancy, quota_ = dynamo_services(moto_tables.settings, CATALOG, client=client, clock=lambda: NOW)
     principal = await tenancy.resolve(identity("sub-1"))
     with pytest.raises(RateLimitError) as refused:
         await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
@@ -367,8 +362,8 @@ async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tabl
     admin.create_tenant(target, "acme")
     admin.add_principal(target, "acme", "sub-1", ["basic_user"])
     settings = dataclasses.replace(moto_tables.settings, principal_cache_ttl_seconds=0.3)
-    tenancy = DynamoTenancy(settings, CATALOG, client=moto_tables.ddb)
-    principal = await tenancy.resolve(identity("sub-1"))
+    tenancy, _ = dynamo_services(settings, CATALOG, client=moto_tables.ddb)
+    await tenancy.resolve(identity("sub-1"))
     admin.suspend_tenant(target, "acme")
     admin.set_roles(target, "sub-1", ["viewer"])
     assert (await tenancy.resolve(identity("sub-1"))).roles == ("basic_user",)  # cached: no read
@@ -377,5 +372,5 @@ async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tabl
         await tenancy.resolve(identity("sub-1"))
     admin.suspend_tenant(target, "acme", suspended=False)
     time.sleep(0.35)
-    with pytest.raises(PermissionDeniedError, match="creating messages"):
-        await tenancy.authorize(principal, request())
+    with pytest.raises(PermissionDeniedError, match="creating messages"):  # each request resolves anew
+        await tenancy.authorize(await tenancy.resolve(identity("sub-1")), request())

@@ -359,18 +359,18 @@ async def test_two_request_context_headers_are_trusted_by_no_one(world: World) -
 
 
 async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world: World) -> None:
-    """The pipeline half of the contract; the route half (the app calls on_done) is driven through the
-    app in test_pipeline_guarantees.py."""
-    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
+    """The request's end, without the route: the client left before the relay started. The route half
+    (the app calls finish) is driven through the app in test_pipeline_guarantees.py."""
+    from gateway.models.exchange import CallerIdentity, RequestMeta
 
-    pipeline = world.app.state.pipeline
-    exchange = Exchange(meta=RequestMeta(request_id="gone"))
-    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
-    reply = await pipeline.messages(exchange, json.dumps({**BODY, "stream": True}).encode(), ())
+    gateway = world.app.state.gateway
+    end = gateway.begin(RequestMeta(request_id="gone"), calls_model=True)
+    end.exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    reply = await gateway.messages(end, json.dumps({**BODY, "stream": True}).encode(), ())
 
-    assert reply.on_done is not None
-    await reply.on_done()
-    await reply.on_done()
+    assert reply.stream is not None
+    await end.finish()
+    await end.finish()
     await world.app.state.background.drain()
 
     [outcome] = world.audit.outcomes

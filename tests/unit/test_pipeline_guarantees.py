@@ -112,7 +112,9 @@ async def test_a_failure_in_the_accounting_still_settles_and_writes_the_outcome(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("accounting bug")
 
-    monkeypatch.setattr(world.app.state.pipeline, "_served", broken)
+    from gateway.domain.request_end import RequestEnd
+
+    monkeypatch.setattr(RequestEnd, "served", broken)
     response = await world.post({**BODY, "stream": stream})
 
     assert response.status_code == 200

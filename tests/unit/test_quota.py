@@ -207,8 +207,7 @@ class FakeDynamo:
 
 @pytest.mark.anyio
 async def test_headers_for_a_principal_need_no_dynamodb_call():
-    from gateway.adapters.dynamo_quota import DynamoQuota
-    from gateway.adapters.dynamo_tenancy import Directory
+    from gateway.app import dynamo_services
     from gateway.domain.catalog import load_catalog
     from gateway.models.exchange import MessagesRequest, PolicyDecision, Principal
 
@@ -216,8 +215,7 @@ async def test_headers_for_a_principal_need_no_dynamodb_call():
 
     now = ts("2026-11-23T03:40:10")
     client = FakeDynamo()
-    dq = DynamoQuota(settings(), load_catalog(), client=client, clock=lambda: now)
-    dq.directory = Directory(settings(), client)  # a cache of its own, not the process-wide one
+    _, dq = dynamo_services(settings(), load_catalog(), client=client, clock=lambda: now)
     principal = Principal(id="p1", tenant_id="acme", roles=("admin",), pseudonym="x")
 
     # Nothing cached yet: only the reset times, and still no call.

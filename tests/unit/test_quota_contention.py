@@ -8,11 +8,14 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from gateway.adapters.dynamo_quota import DynamoQuota, DynamoReservation
+from gateway.app import dynamo_services
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import RateLimitError
+from gateway.domain.metering import QuotaService
 from gateway.models import tenancy as tenancy_model
+from gateway.models.exchange import Usage
+from gateway.models.quota import Reservation
 
 from tests.unit.runtime_fakes import settings
 
@@ -40,9 +43,9 @@ class ConflictingClient:
         )
 
 
-def make(conflicts: int) -> tuple[DynamoQuota, ConflictingClient, quota.QuotaPlan]:
+def make(conflicts: int) -> tuple[QuotaService, ConflictingClient, quota.QuotaPlan]:
     client = ConflictingClient(conflicts)
-    quota_ = DynamoQuota(settings(), load_catalog(), client=client, clock=lambda: 1_700_000_000.0)
+    _, quota_ = dynamo_services(settings(), load_catalog(), client=client, clock=lambda: 1_700_000_000.0)
     no_limits = tenancy_model.Limits()
     plan = quota.plan("t1", "p1", no_limits, no_limits, quota.Amount(1, 100, 10), 1_700_000_000.0)
     return quota_, client, plan
@@ -58,7 +61,7 @@ async def test_settlement_conflict_retries_do_not_sleep_in_executor_threads(monk
 
     monkeypatch.setattr(time, "sleep", recording_sleep)
     quota_, client, plan = make(conflicts=4)
-    reservation = DynamoReservation("t1", "p1", plan, {})
+    reservation = Reservation("t1", "p1", plan, {}, (Usage(), 0.0))
     await quota_.release(reservation)
 
     assert client.updates == len(plan.charges) + 4  # every conflict retried until it went through
@@ -68,7 +71,7 @@ async def test_settlement_conflict_retries_do_not_sleep_in_executor_threads(monk
 async def test_running_out_of_reservation_retries_is_a_429_but_not_a_policy_refusal() -> None:
     quota_, _, plan = make(conflicts=0)
     with pytest.raises(RateLimitError) as caught:
-        await quota_._transact(plan)
+        await quota_.store.reserve(plan)
 
     assert caught.value.status == 429 and caught.value.headers["retry-after"] == "1"
     assert not caught.value.policy_refusal

@@ -151,12 +151,12 @@ async def test_settlement_and_record_run_concurrently() -> None:
 
 
 async def test_a_failing_log_line_costs_neither_settlement_nor_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.domain import pipeline
+    from gateway.domain import request_end
 
     def broken(exchange: Any) -> None:
         raise ValueError("log formatting bug")
 
-    monkeypatch.setattr(pipeline, "_log_exchange", broken)
+    monkeypatch.setattr(request_end, "log_exchange", broken)
     world = World()
     response = await world.post(BODY)
 

@@ -11,7 +11,8 @@ from tests.unit.runtime_fakes import settings
 
 def test_the_quota_and_tenancy_dynamodb_client_has_short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway.adapters import aws
-    from gateway.adapters.dynamo_tenancy import Directory
+    from gateway.adapters.dynamo_quota import DynamoQuotaStore
+    from gateway.adapters.dynamo_tenancy import DynamoTenantStore
 
     built: list[dict[str, Any]] = []
 
@@ -20,7 +21,10 @@ def test_the_quota_and_tenancy_dynamodb_client_has_short_timeouts(monkeypatch: p
         return object()
 
     monkeypatch.setattr(aws, "client", fake_client)
-    Directory(settings(), None).client  # noqa: B018 - the property builds the client
+    aws._dynamodb.cache_clear()
+    # Both stores share the container's one client: built once.
+    assert DynamoTenantStore(settings()).client is DynamoQuotaStore(settings()).client
+    aws._dynamodb.cache_clear()
 
     assert built == [{"service": "dynamodb", "connect_timeout": 2, "read_timeout": 3}]
 
@@ -32,7 +36,7 @@ async def test_the_response_end_waits_for_settlement_and_record_at_most_the_cap(
 
     world, log = World(), []
     slow_ports(world, log, delay=0.5)
-    world.app.state.pipeline.finish_cap_seconds = 0.05
+    world.app.state.gateway.finish_cap_seconds = 0.05
     await call(world, BODY, "2.4", log)
 
     assert log == ["start:200", "whole_body", "end"]  # ended before settlement and record

@@ -9,6 +9,7 @@ import json
 
 import pytest
 from gateway.domain.failover import UpstreamFailure
+from gateway.models.exchange import CallerIdentity, RequestMeta
 
 from tests.unit.runtime_fakes import stream_events
 from tests.unit.test_pipeline import BODY, World
@@ -135,7 +136,6 @@ async def test_a_stream_failing_after_it_was_accepted_counts_as_possibly_billed(
 
 async def cancelled_while(world: World, stream: bool, hanging=None) -> None:
     """Cancel the request while `hanging` (east by default) is running its try."""
-    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
     hung = asyncio.Event()
     hanging = hanging or world.east
@@ -146,10 +146,7 @@ async def cancelled_while(world: World, stream: bool, hanging=None) -> None:
 
     hanging.invoke = hang  # type: ignore[method-assign]
     hanging.stream = lambda *a, **k: _hanging_stream(hung)  # type: ignore[method-assign]
-    exchange = Exchange(meta=RequestMeta(request_id="cancelled"))
-    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
-    pipeline = world.app.state.pipeline
-    task = asyncio.create_task(pipeline.messages(exchange, json.dumps({**BODY, "stream": stream}).encode(), ()))
+    task = asyncio.create_task(messages(world, "cancelled", {**BODY, "stream": stream}))
     await asyncio.wait_for(hung.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -243,7 +240,6 @@ async def test_a_stream_cut_short_with_only_custom_tools_still_settles_to_the_bo
 
 
 async def test_a_request_cancelled_while_reserving_releases_what_was_reserved() -> None:
-    from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
 
     world = World()
     quota, audit = world.quota, world.audit
@@ -260,9 +256,7 @@ async def test_a_request_cancelled_while_reserving_releases_what_was_reserved() 
         await record_request(exchange)
 
     quota.reserve, audit.record_request = slow_reserve, slow_record  # type: ignore[method-assign]
-    exchange = Exchange(meta=RequestMeta(request_id="cancelled-reserving"))
-    exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
-    task = asyncio.create_task(world.app.state.pipeline.messages(exchange, json.dumps(BODY).encode(), ()))
+    task = asyncio.create_task(messages(world, "cancelled-reserving", BODY))
     await asyncio.wait_for(in_flight.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -273,3 +267,11 @@ async def test_a_request_cancelled_while_reserving_releases_what_was_reserved() 
     assert not world.quota.settled and world.upstream_calls == 0
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.error_type) == ("error", "cancelled")
+
+
+async def messages(world: World, request_id: str, body: dict) -> object:
+    """The messages step as the route runs it, for a signed-in caller."""
+    gateway = world.app.state.gateway
+    end = gateway.begin(RequestMeta(request_id=request_id), calls_model=True)
+    end.exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    return await gateway.messages(end, json.dumps(body).encode(), ())

@@ -7,6 +7,7 @@ moto server in the local stack and the tests), so no adapter knows where it runs
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cache
 from typing import Any
@@ -31,3 +32,17 @@ def client(service: str, region: str, *, endpoint_url: str | None = None, **conf
         return _session().create_client(
             service, region_name=region, endpoint_url=endpoint_url, config=Config(**options)
         )
+
+
+def dynamodb(region: str) -> Any:
+    """The container's one DynamoDB client, shared by the tenant and quota stores.
+
+    Short timeouts (botocore's default is 60 s): quota settlement and release run before the response
+    ends, and a stuck DynamoDB call must not hold that end for minutes."""
+    # Keyed by the endpoint botocore will read too: tests and the local stack start several moto servers.
+    return _dynamodb(region, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@cache
+def _dynamodb(region: str, endpoint: str | None) -> Any:
+    return client("dynamodb", region, connect_timeout=2, read_timeout=3)

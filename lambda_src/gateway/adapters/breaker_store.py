@@ -1,6 +1,6 @@
 """Circuit-breaker state shared across containers through the tenants table.
 
-Item: pk `BREAKER#<provider>#<region>`, sk `STATE`, with `state`, `opened_until` and `updated_at`
+Item: `gateway.models.tenant_items.breaker_key(<provider>#<region>)`, with `state`, `opened_until` and `updated_at`
 (epoch seconds). Writes are conditional on being newer, so a late write from a slow container never
 replaces a fresher transition. Only the background refresh and fire-and-forget transition writes
 call this: no request waits on it.
@@ -12,14 +12,14 @@ import asyncio
 from typing import Any
 
 from gateway.adapters import aws
+from gateway.adapters.dynamo_codec import to_item
 from gateway.domain.breaker import BreakerState
+from gateway.models import tenant_items
 from gateway.settings import Settings
-
-SORT_KEY = "STATE"
 
 
 def item_key(key: str) -> dict[str, Any]:
-    return {"pk": {"S": f"BREAKER#{key}"}, "sk": {"S": SORT_KEY}}
+    return to_item(tenant_items.breaker_key(key))
 
 
 class DynamoBreakerStore:
@@ -45,7 +45,7 @@ class DynamoBreakerStore:
         for _ in range(3):  # BatchGetItem may return unprocessed keys under load
             response = self.client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
-                key = item["pk"]["S"].removeprefix("BREAKER#")
+                key = tenant_items.breaker_name(item["pk"]["S"])
                 out[key] = BreakerState(
                     state="open" if item.get("state", {}).get("S") == "open" else "closed",
                     opened_until=float(item.get("opened_until", {}).get("N", "0")),

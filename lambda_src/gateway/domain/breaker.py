@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from gateway.domain.ports import BreakerStore
 
 CLOSED, OPEN = "closed", "open"
 
@@ -22,12 +24,6 @@ class BreakerState:
     opened_until: float = 0.0  # epoch seconds; after it the breaker lets trial requests through
     updated_at: float = 0.0  # epoch seconds of the last transition; the newer state wins a merge
     failures: int = 0  # consecutive failures seen by this container (not shared)
-
-
-class BreakerStore(Protocol):
-    async def load(self, keys: list[str]) -> dict[str, BreakerState]: ...
-
-    async def save(self, key: str, state: BreakerState) -> None: ...
 
 
 def breaker_key(provider: str, region: str) -> str:

@@ -24,11 +24,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from gateway.domain.breaker import Breakers, breaker_key
-from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
+from gateway.domain.ports import Metrics, Upstream
+from gateway.models.catalog import CatalogEntry
 from gateway.models.exchange import Attempt, Exchange
 
 NEXT, RETRY, CLIENT, MISCONFIG = "next", "retry", "client", "misconfig"
@@ -71,28 +72,6 @@ def possibly_billed(failure: UpstreamFailure) -> UpstreamFailure:
     """The same failure, marked: it came after the upstream accepted the request."""
     failure.possibly_billed = True
     return failure
-
-
-class Upstream(Protocol):
-    provider: str  # "bedrock" | "vertex"
-    region: str
-
-    def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
-        """The id to call for this entry and residency, or None when this upstream cannot serve it."""
-
-    async def invoke(
-        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
-    ) -> bytes:
-        """The Messages API response body (JSON bytes, passed through unchanged)."""
-
-    def stream(
-        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
-    ) -> AsyncIterator[tuple[str, bytes]]:
-        """The Messages API events as (event type, JSON bytes); raises UpstreamFailure."""
-
-
-class Metrics(Protocol):
-    def count(self, name: str, value: float = 1, **dimensions: str) -> None: ...
 
 
 @dataclass

@@ -1,30 +1,27 @@
-"""The seams of the request path (DESIGN.md section 1), as small interfaces.
+"""The seams of the request path, as interfaces only; the values they exchange live in gateway.models.
 
-The messages pipeline calls them in this order:
+Two kinds:
+- what the request path asks of tenancy and quota (`Tenancy`, `Quota`): the domain services in
+  domain/tenancy.py and domain/metering.py implement them over the stores below; unit tests pass fakes;
+- what the domain asks of the outside world (`TenantStore`, `QuotaStore`, `AuditSink`, `Upstream`,
+  `BreakerStore`, `Metrics`): adapters that only load and store; nothing above them imports boto3.
 
-    identity  = from the authorizer claims                    (routes)
-    principal = await tenancy.resolve(identity)               step 1
-    decision  = await tenancy.authorize(principal, request)   step 2
-    reservation, _ = await gather(quota.reserve(...),          step 3
-                                  audit.record_request(...))   step 4 (fails -> 503, model not called)
-    upstream chain                                             step 5-6
-    await quota.settle(...) / quota.release(...)               step 7
-    await audit.record_outcome(exchange)                       step 7 (retried, then DLQ; never raises)
-
-Implementations: DynamoDB-backed tenancy and quota, a Kinesis audit sink. Unit tests pass in-memory
-fakes; nothing above the adapters imports boto3.
+docs/ARCHITECTURE.md walks one request through them.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.models.catalog import CatalogEntry
 from gateway.models.exchange import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
+from gateway.models.quota import Amount, Counters, QuotaPlan, UsageKey, WindowCharge
+from gateway.models.tenancy import PrincipalRecord, TenantConfig
 
 
 class Reservation(Protocol):
-    """What quota.reserve returns: enough to settle or release it later."""
+    """What Quota.reserve returns: enough to settle or release it later."""
 
 
 class Tenancy(Protocol):
@@ -33,6 +30,8 @@ class Tenancy(Protocol):
 
     async def authorize(self, principal: Principal, request: MessagesRequest) -> PolicyDecision:
         """Raise PermissionDeniedError (or NotFoundError for unknown models) when policy refuses."""
+
+    async def permissions(self, principal: Principal) -> frozenset[str]: ...
 
     async def allowed_models(self, principal: Principal) -> list[CatalogEntry]: ...
 
@@ -51,10 +50,40 @@ class Quota(Protocol):
         """The anthropic-ratelimit-* headers for the response."""
 
     def headers_for(self, principal: Principal) -> dict[str, str]:
-        """The anthropic-ratelimit-* headers for a response without a reservation; no I/O (the
-        limits this container has cached, the counters it knows)."""
+        """The anthropic-ratelimit-* headers for a response without a reservation; no I/O."""
 
     async def usage_report(self, principal: Principal) -> dict[str, Any]: ...
+
+
+class TenantStore(Protocol):
+    """The tenants table, read only: None for an id that is not there."""
+
+    async def principal(self, principal_id: str) -> PrincipalRecord | None: ...
+
+    async def tenant(self, tenant_id: str) -> TenantConfig | None: ...
+
+
+class WindowRefused(Exception):
+    """A reservation transaction refused by a window's condition: `index` into the plan's charges, and
+    the item's counters before the refused write (None when the store did not return them)."""
+
+    def __init__(self, index: int, counters: Counters | None) -> None:
+        super().__init__(f"window {index} refused")
+        self.index = index
+        self.counters = counters
+
+
+class QuotaStore(Protocol):
+    """The usage table. Errors: WindowRefused, QuotaContentionError, ServiceUnavailableError."""
+
+    async def reserve(self, plan: QuotaPlan) -> None:
+        """Add the plan's amount to every charged item in one transaction, if every bound holds."""
+
+    async def adjust(self, charges: Sequence[WindowCharge], delta: Amount) -> dict[UsageKey, Counters]:
+        """Add `delta` to each charged item, unconditionally; the counters after it, per item that
+        took it (an item whose write failed is absent; all failing raises)."""
+
+    async def read(self, keys: Sequence[UsageKey]) -> dict[UsageKey, Counters]: ...
 
 
 class AuditSink(Protocol):
@@ -63,3 +92,32 @@ class AuditSink(Protocol):
 
     async def record_outcome(self, exchange: Exchange) -> None:
         """Write the `response`, `denied` or `error` record: retried, then dead-lettered; never raises."""
+
+
+class Upstream(Protocol):
+    provider: str  # "bedrock" | "vertex"
+    region: str
+
+    def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
+        """The id to call for this entry and residency, or None when this upstream cannot serve it."""
+
+    async def invoke(
+        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
+    ) -> bytes:
+        """The Messages API response body (JSON bytes, passed through unchanged)."""
+
+    def stream(
+        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """The Messages API events as (event type, JSON bytes); raises UpstreamFailure."""
+
+
+class BreakerStore(Protocol):
+    async def load(self, keys: list[str]) -> Mapping[str, Any]:
+        """key -> BreakerState for the keys that have a shared state."""
+
+    async def save(self, key: str, state: Any) -> None: ...
+
+
+class Metrics(Protocol):
+    def count(self, name: str, value: float = 1, **dimensions: str) -> None: ...

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.models.quota import Amount, QuotaPlan, Window, WindowCharge
 from gateway.models.tenancy import Limits
-from gateway.models.usage_items import COUNTERS, principal_pk, tenant_pk, window_sk
+from gateway.models.usage_items import COUNTERS, principal_pk, tenant_pk
 
 WINDOWS = ("minute", "day", "month")
 MICROS = 1_000_000
-
-# How long a window item outlives its window (TTL), so `usage show` can look back a little.
-_RETENTION = {"minute": timedelta(hours=1), "day": timedelta(days=35), "month": timedelta(days=400)}
 
 # Which limit bounds which counter of which window.
 LIMITED_COUNTERS: tuple[tuple[str, str, str], ...] = (
@@ -30,25 +27,6 @@ LIMITED_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("day", "tokens", "tokens_per_day"),
     ("month", "usd_micros", "usd_per_month"),
 )
-
-
-@dataclass(frozen=True)
-class Window:
-    name: str
-    bucket: str
-    starts_at: datetime
-    resets_at: datetime
-
-    @property
-    def sk(self) -> str:
-        return window_sk(self.name, self.bucket)
-
-    @property
-    def expires_at(self) -> int:
-        return int((self.resets_at + _RETENTION[self.name]).timestamp())
-
-    def seconds_to_reset(self, now: float) -> int:
-        return max(1, math.ceil(self.resets_at.timestamp() - now))
 
 
 def window_at(name: str, now: float) -> Window:
@@ -74,50 +52,6 @@ def usd_micros(usd: float) -> int:
 def billable_tokens(input_tokens: int, output_tokens: int, cache_creation_input_tokens: int = 0) -> int:
     """Tokens that count against token limits; cache reads are excluded, as the Anthropic API does."""
     return input_tokens + output_tokens + cache_creation_input_tokens
-
-
-@dataclass(frozen=True)
-class Amount:
-    requests: int = 0
-    tokens: int = 0
-    usd_micros: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "tokens": self.tokens, "usd_micros": self.usd_micros}
-
-    def __sub__(self, other: Amount) -> Amount:
-        return Amount(
-            self.requests - other.requests, self.tokens - other.tokens, self.usd_micros - other.usd_micros
-        )
-
-    def __neg__(self) -> Amount:
-        return Amount(-self.requests, -self.tokens, -self.usd_micros)
-
-
-@dataclass(frozen=True)
-class WindowCharge:
-    """One item of the reservation transaction: add `amount` to (pk, sk) if every bound still holds."""
-
-    scope: str  # "tenant" or "principal"
-    pk: str
-    window: Window
-    # counter -> limit, for the counters of this window that a limit bounds
-    limits: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def sk(self) -> str:
-        return self.window.sk
-
-    def headroom(self, amount: Amount) -> dict[str, int]:
-        """counter -> the highest value it may hold before the update (limit - amount)."""
-        return {c: limit - getattr(amount, c) for c, limit in self.limits.items()}
-
-
-@dataclass(frozen=True)
-class QuotaPlan:
-    amount: Amount
-    charges: tuple[WindowCharge, ...]
-    now: float
 
 
 def _limits_by_window(limits: Limits) -> dict[str, dict[str, int]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.models.catalog import CatalogEntry
+from gateway.models.tenancy import PrincipalRecord, TenantConfig
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Principal:
     tenant_id: str
     roles: tuple[str, ...]
     pseudonym: str
+    # What resolving loaded, so that policy and quota read it once per request rather than look it up again.
+    record: PrincipalRecord | None = field(default=None, compare=False, repr=False)
+    tenant: TenantConfig | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""HTTP only: read the request (claims, body), call the domain, render. Shared helpers for the routes.
+"""HTTP only: read the request (claims, body), call the domain, render. `serve` is the one path of every
+gateway route: a RequestEnd per request, the caller's identity, the work, and every error answered in
+the Anthropic shape by that RequestEnd (which audits it and releases what it holds).
 
 The caller's identity comes from the API Gateway request context that the Lambda Web Adapter passes as
 JSON in `x-amzn-request-context` (the local authorizer builds the same header): the Cognito authorizer's
@@ -10,12 +12,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from gateway.domain.errors import AuthenticationError, RequestTooLargeError
-from gateway.models.exchange import CallerIdentity, Exchange, RequestMeta
+from gateway.domain.gateway import Gateway
+from gateway.domain.request_end import RequestEnd
+from gateway.models.exchange import CallerIdentity, RequestMeta
+from gateway.routes.responses import FinishingResponse
 
 CONTEXT_HEADER = "x-amzn-request-context"
 
@@ -74,8 +81,28 @@ def request_meta(request: Request) -> RequestMeta:
     )
 
 
-def new_exchange(request: Request) -> Exchange:
-    return Exchange(meta=request_meta(request))
+async def serve(
+    request: Request,
+    work: Callable[[Gateway, RequestEnd], Awaitable[Response]],
+    *,
+    calls_model: bool,
+) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    end = gateway.begin(request_meta(request), calls_model=calls_model)
+    try:
+        # Without an identity there is no one to audit: the 401 is the authorizer's answer.
+        end.exchange.identity = caller_identity(request.scope)
+        return await work(gateway, end)
+    except Exception as exc:
+        error = end.failed(exc)
+        # Like a whole reply: status and body first, then the record and release, then the end.
+        return FinishingResponse(
+            error.body_bytes(),
+            status_code=error.status,
+            headers={k.lower(): str(v) for k, v in error.headers.items()},
+            media_type="application/json",
+            on_done=end.finish if end.records else None,
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

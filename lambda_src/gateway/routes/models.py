@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from gateway.domain.catalog import CatalogEntry
-from gateway.domain.errors import GatewayError
-from gateway.domain.policy import require
-from gateway.routes import caller_identity, new_exchange
+from gateway.domain.gateway import Gateway
+from gateway.domain.request_end import RequestEnd
+from gateway.models.catalog import CatalogEntry
+from gateway.routes import serve
 
 _DATE = re.compile(r"(\d{4})(\d{2})(\d{2})$")
 
@@ -24,26 +24,16 @@ def model_info(entry: CatalogEntry) -> dict[str, str]:
     return {"type": "model", "id": entry.anthropic_id, "display_name": name, "created_at": created}
 
 
-async def list_models(request: Request) -> JSONResponse:
-    pipeline = request.app.state.pipeline
-    exchange = new_exchange(request)
-    exchange.identity = caller_identity(request.scope)
-    tenancy = request.app.state.tenancy
-    try:
-        exchange.principal = await tenancy.resolve(exchange.identity)
-        permissions = getattr(tenancy, "permissions", None)
-        if permissions is not None:  # GET endpoints need `read`, like /v1/usage
-            require(await permissions(exchange.principal), "read", "listing models")
-        entries = await tenancy.allowed_models(exchange.principal)
-    except Exception as exc:  # a refusal gets its `denied` audit record
-        raise await pipeline.refuse(exchange, exc) from (None if isinstance(exc, GatewayError) else exc)
-    data = [model_info(entry) for entry in entries]
-    return JSONResponse(
-        {
+async def list_models(request: Request) -> Response:
+    async def work(gateway: Gateway, end: RequestEnd) -> Response:
+        entries, headers = await gateway.models(end)
+        data = [model_info(entry) for entry in entries]
+        body = {
             "data": data,
             "has_more": False,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
-        },
-        headers=pipeline.principal_headers(exchange.principal),
-    )
+        }
+        return JSONResponse(body, headers=headers)
+
+    return await serve(request, work, calls_model=False)

@@ -1,0 +1,192 @@
+"""The request path's steps, over the ports: who is calling, what they may do, reserve and record,
+call the failover chain, answer. Nothing here knows HTTP or boto; every request's end belongs to
+its RequestEnd (request_end.py).
+
+    resolve -> parse -> catalog -> authorize -> gather(quota.reserve, audit.record_request)
+      -> failover chain -> whole reply, or a Relay of the stream -> RequestEnd.finish
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from gateway.domain.background import Background
+from gateway.domain.catalog import Catalog
+from gateway.domain.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
+from gateway.domain.failover import FailoverChain
+from gateway.domain.policy import require
+from gateway.domain.ports import AuditSink, Metrics, Quota, Reservation, Tenancy
+from gateway.domain.relay import Relay
+from gateway.domain.request import parse_messages_request
+from gateway.domain.request_end import RequestEnd
+from gateway.models.catalog import CatalogEntry
+from gateway.models.exchange import Exchange, MessagesRequest, PolicyDecision, Principal, RequestMeta
+from gateway.observability import log
+
+
+@dataclass
+class Reply:
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # a whole JSON response
+    stream: AsyncIterator[bytes] | None = None  # SSE frames
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        tenancy: Tenancy,
+        quota: Quota,
+        audit: AuditSink,
+        chain: FailoverChain,
+        background: Background,
+        max_body_bytes: int,
+        stream_idle_timeout_seconds: float = 120.0,
+        finish_cap_seconds: float = 10.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.tenancy = tenancy
+        self.quota = quota
+        self.audit = audit
+        self.chain = chain
+        self.background = background
+        self.max_body_bytes = max_body_bytes
+        self.stream_idle_timeout_seconds = stream_idle_timeout_seconds
+        self.finish_cap_seconds = finish_cap_seconds
+        self.metrics = metrics
+
+    def begin(self, meta: RequestMeta, *, calls_model: bool) -> RequestEnd:
+        return RequestEnd(
+            Exchange(meta=meta),
+            catalog=self.catalog,
+            quota=self.quota,
+            audit=self.audit,
+            background=self.background,
+            metrics=self.metrics,
+            cap_seconds=self.finish_cap_seconds,
+            calls_model=calls_model,
+        )
+
+    # -- POST /v1/messages ------------------------------------------------------------------------
+
+    async def messages(self, end: RequestEnd, raw: bytes, beta: tuple[str, ...]) -> Reply:
+        exchange = end.exchange
+        try:
+            request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
+            exchange.request = request
+            entry = self._entry(request)
+            principal, decision = await self._authorize(exchange, request)
+            end.reservation = await self._reserve_and_audit(end, principal, decision, request)
+            if request.stream:
+                opened = await self.chain.open_stream(exchange, entry, decision.residency, decision.body, beta)
+                relay = Relay(end, opened, idle_timeout_seconds=self.stream_idle_timeout_seconds)
+                return Reply(self.quota.headers(end.reservation), stream=relay.frames())
+            upstream, body = await self.chain.invoke(exchange, entry, decision.residency, decision.body, beta)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # Cancelled (client gone, shutdown): still one outcome, and no lost reservation.
+            end.cancelled()
+            with anyio.CancelScope(shield=True):
+                await end.finish()
+            raise
+        end.served_whole(body, upstream.provider)
+        return Reply(self.quota.headers(end.reservation), body=body)
+
+    # -- POST /v1/messages/count_tokens -----------------------------------------------------------
+
+    async def count_tokens(self, end: RequestEnd, raw: bytes) -> Reply:
+        """An estimate from the body. No model is called, so nothing is metered; refusals are audited."""
+        request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, require_max_tokens=False)
+        end.exchange.request = request
+        self._entry(request)
+        await self._authorize(end.exchange, request)
+        body = json.dumps({"input_tokens": request.estimated_input_tokens}).encode()
+        return Reply(end.principal_headers(), body=body)
+
+    # -- GET /v1/models, GET /v1/usage ------------------------------------------------------------
+
+    async def models(self, end: RequestEnd) -> tuple[list[CatalogEntry], dict[str, str]]:
+        principal = await self._reader(end, "listing models")
+        return await self.tenancy.allowed_models(principal), end.principal_headers()
+
+    async def usage(self, end: RequestEnd) -> tuple[dict[str, Any], dict[str, str]]:
+        # The tenant comes from the authenticated principal alone: no header, query or body can name another.
+        principal = await self._reader(end, "reading usage")
+        return await self.quota.usage_report(principal), end.principal_headers()
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    async def _resolve(self, exchange: Exchange) -> Principal:
+        assert exchange.identity is not None, "the route sets the identity before the steps run"
+        principal = exchange.principal = await self.tenancy.resolve(exchange.identity)
+        return principal
+
+    async def _reader(self, end: RequestEnd, what: str) -> Principal:
+        principal = await self._resolve(end.exchange)
+        require(await self.tenancy.permissions(principal), "read", what)
+        return principal
+
+    def _entry(self, request: MessagesRequest) -> CatalogEntry:
+        entry = self.catalog.resolve(request.model)
+        if entry is None:
+            raise NotFoundError(f"model: {request.model}")
+        cap = entry.max_output_tokens
+        if cap is not None and request.max_tokens > cap:
+            raise InvalidRequestError(
+                f"max_tokens: {request.max_tokens} > {cap}, which is the maximum allowed number of "
+                f"output tokens for {entry.alias}"
+            )
+        return entry
+
+    async def _authorize(self, exchange: Exchange, request: MessagesRequest) -> tuple[Principal, PolicyDecision]:
+        principal = await self._resolve(exchange)
+        decision = exchange.decision = await self.tenancy.authorize(principal, request)
+        return principal, decision
+
+    async def _reserve_and_audit(
+        self, end: RequestEnd, principal: Principal, decision: PolicyDecision, request: MessagesRequest
+    ) -> Reservation:
+        # One DynamoDB transaction and one Kinesis put, concurrently: the only work before the model.
+        # Shielded: cancelled meanwhile, the reservation may still commit; wait for it and release it,
+        # so no committed reservation is left without an owner.
+        exchange = end.exchange
+        both = asyncio.ensure_future(
+            asyncio.gather(
+                self.quota.reserve(principal, decision, request),
+                self.audit.record_request(exchange),
+                return_exceptions=True,
+            )
+        )
+        try:
+            reserved, audited = await asyncio.shield(both)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                reserved, _ = await both
+                if not isinstance(reserved, BaseException):
+                    await end.release_now(reserved)
+            raise
+        if isinstance(reserved, BaseException):
+            refused = isinstance(reserved, RateLimitError) and reserved.policy_refusal
+            exchange.quota_decision = "refused" if refused else "error"
+            raise reserved
+        exchange.quota_decision = "granted"
+        if isinstance(audited, BaseException):
+            await end.release_now(reserved)
+            log.error("audit request record failed; refusing the request", exc_info=audited)
+            raise ServiceUnavailableError("the audit trail is unavailable; the request was not sent to a model")
+        return reserved
+
