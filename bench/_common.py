@@ -1,9 +1,9 @@
 """Shared parts of the runtime benchmarks: servers on loopback, no-op ports, timing helpers.
 
 The gateway runs with no-op tenancy, quota and audit ports (they answer at once), so the figures are
-what the gateway's own code adds on the request path (parse, pipeline, failover loop, botocore call,
+what the gateway's own code adds on the request path (parse, steps, failover loop, botocore call,
 SSE relay); the DynamoDB and Kinesis round trips are measured by their adapters' own tests and are
-a deployment property (one transaction and one put, concurrently, per DESIGN.md section 1).
+a deployment property (one transaction and one put, concurrently, see docs/ARCHITECTURE.md).
 Everything binds 127.0.0.1 on ephemeral ports.
 """
 

@@ -58,11 +58,13 @@ class FakeTenancy:
             raise PermissionDeniedError("principal suspended")
         return Principal(id=identity.principal_id, tenant_id="t1", roles=("power_user",), pseudonym="p" * 64)
 
-    async def authorize(self, principal: Principal, request: MessagesRequest) -> PolicyDecision:
+    async def authorize(
+        self, principal: Principal, request: MessagesRequest, entry: CatalogEntry | None = None
+    ) -> PolicyDecision:
         self.calls.append("authorize")
         if self.refusal is not None:
             raise self.refusal
-        entry = load_catalog().resolve(request.model)
+        entry = entry or load_catalog().resolve(request.model)
         assert entry is not None
         return PolicyDecision(entry=entry, residency=self.residency, body=request.body)
 

@@ -1,4 +1,4 @@
-"""Mirror of audit records to Google Cloud Logging, for requests that Vertex served (DESIGN.md section 6).
+"""Mirror of audit records to Google Cloud Logging, for requests that Vertex served.
 
 Turned on per environment (settings.audit_mirror_cloud_logging). The mirror is a copy for the Google
 side's own audit; the Kinesis trail stays the record. It runs in the background and never on the

@@ -1,7 +1,7 @@
-"""The audit sink: audit records to the Kinesis audit stream (DESIGN.md steps 4 and 7).
+"""The audit sink: audit records to the Kinesis audit stream (request steps 4 and 7, docs/ARCHITECTURE.md).
 
 - `record_request` is on the critical path and fails closed: if the `request` record cannot be put,
-  it raises AuditUnavailableError (a 503) and the pipeline never calls the model.
+  it raises AuditUnavailableError (a 503) and the model is never called.
 - `record_outcome` must not lose a record and must not fail the request: it retries with backoff,
   then sends the record to the audit dead-letter queue (SQS); if even that fails, the record goes to
   the function's log as a last copy. It never raises.

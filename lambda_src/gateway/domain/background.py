@@ -1,5 +1,5 @@
 """Work that must not delay a response: breaker writes and refreshes. A request's settlement and outcome
-record run here too, but the response waits for them before it ends (pipeline.finish_before_end).
+record run here too, but the response waits for them before it ends (RequestEnd.finish).
 
 Tasks are held (asyncio keeps only weak references) and can be drained at shutdown and by tests.
 """

@@ -7,23 +7,19 @@ handler renders `{"type": "error", "error": {"type": ..., "message": ...}}`.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 
 
 class GatewayError(Exception):
     status: int = 500
     error_type: str = "api_error"
     # True when tenancy policy or quota refused a caller the authorizer let in: the audit outcome is
-    # "denied", not "error", whatever the status (the pipeline reads this, never the message).
+    # "denied", not "error", whatever the status (RequestEnd reads this, never the message).
     policy_refusal: bool = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
-        # Set by the pipeline when the request's outcome record (and release) must still be written:
-        # the error handler sends status and body first, then awaits it before the response ends.
-        self.on_done: Callable[[], Awaitable[None]] | None = None
 
     def body(self) -> dict:
         return {"type": "error", "error": {"type": self.error_type, "message": self.message}}

@@ -1,4 +1,4 @@
-"""The upstream chain and its failover policy (DESIGN.md section 5).
+"""The upstream chain and its failover policy (docs/ARCHITECTURE.md, Failover).
 
 For a residency the chain is: the Bedrock regions in settings order, then Vertex when the residency has
 a Vertex region. Every try is recorded in `exchange.attempts`. The gateway's loop owns the time budget

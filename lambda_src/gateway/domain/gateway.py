@@ -87,14 +87,14 @@ class Gateway:
         try:
             request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, beta=beta)
             exchange.request = request
-            entry = self._entry(request)
-            principal, decision = await self._authorize(exchange, request)
+            principal, decision = await self._authorize(exchange, request, self._entry(request))
             end.reservation = await self._reserve_and_audit(end, principal, decision, request)
+            route = (exchange, decision.entry, decision.residency, decision.body, beta)
             if request.stream:
-                opened = await self.chain.open_stream(exchange, entry, decision.residency, decision.body, beta)
+                opened = await self.chain.open_stream(*route)
                 relay = Relay(end, opened, idle_timeout_seconds=self.stream_idle_timeout_seconds)
                 return Reply(self.quota.headers(end.reservation), stream=relay.frames())
-            upstream, body = await self.chain.invoke(exchange, entry, decision.residency, decision.body, beta)
+            upstream, body = await self.chain.invoke(*route)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 raise
@@ -112,8 +112,7 @@ class Gateway:
         """An estimate from the body. No model is called, so nothing is metered; refusals are audited."""
         request = parse_messages_request(raw, max_body_bytes=self.max_body_bytes, require_max_tokens=False)
         end.exchange.request = request
-        self._entry(request)
-        await self._authorize(end.exchange, request)
+        await self._authorize(end.exchange, request, self._entry(request))
         body = json.dumps({"input_tokens": request.estimated_input_tokens}).encode()
         return Reply(end.principal_headers(), body=body)
 
@@ -152,9 +151,11 @@ class Gateway:
             )
         return entry
 
-    async def _authorize(self, exchange: Exchange, request: MessagesRequest) -> tuple[Principal, PolicyDecision]:
+    async def _authorize(
+        self, exchange: Exchange, request: MessagesRequest, entry: CatalogEntry
+    ) -> tuple[Principal, PolicyDecision]:
         principal = await self._resolve(exchange)
-        decision = exchange.decision = await self.tenancy.authorize(principal, request)
+        decision = exchange.decision = await self.tenancy.authorize(principal, request, entry)
         return principal, decision
 
     async def _reserve_and_audit(

@@ -21,12 +21,13 @@ from gateway.domain.errors import (
 from gateway.models.exchange import MessagesRequest, PolicyDecision
 from gateway.models.tenancy import ACTIVE, Limits, PrincipalRecord, TenantConfig
 
-# Every permission a role can carry. read: GET routes (models, usage, count_tokens); write: POST
-# /v1/messages; one per model tier; tools, vision (image blocks) and high_tokens (max_tokens > 4096).
+# Every permission a role can carry. read: the GET routes (models, usage); write: POST /v1/messages and
+# count_tokens (which is judged as the request it counts); one per model tier; tools, vision (image and
+# document blocks) and high_tokens (max_tokens > 4096).
 PERMISSIONS = ("read", "write", *TIERS, "tools", "vision", "high_tokens")
 DEFAULT_MAX_TOKENS_CAP = 4096
 
-# The built-in roles (DESIGN.md section 3). A tenant overrides one by defining a role of the same name.
+# The built-in roles (docs/tenancy.md). A tenant overrides one by defining a role of the same name.
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "basic_user": frozenset({"read", "write", "haiku", "sonnet"}),
@@ -121,12 +122,14 @@ def decide(
     *,
     bedrock_residencies: Iterable[str] | None = None,
     vertex_residencies: Iterable[str] = (),
+    entry: CatalogEntry | None = None,
 ) -> PolicyDecision:
-    """Step 2: allow the request (returning the body to forward) or raise the refusal."""
+    """Step 2: allow the request (returning the body to forward) or raise the refusal. `entry`: the
+    request's catalog entry when the caller already looked it up."""
     check_active(tenant, principal)
     permissions = permissions_of(principal.roles, tenant.roles)
     require(permissions, "write", "creating messages")
-    entry = catalog.resolve(request.model)
+    entry = entry or catalog.resolve(request.model)
     if entry is None:
         raise NotFoundError(f"model: {request.model}")
     require(permissions, entry.tier, f"{entry.tier} models")

@@ -28,8 +28,11 @@ class Tenancy(Protocol):
     async def resolve(self, identity: CallerIdentity) -> Principal:
         """Raise PermissionDeniedError for unknown or suspended principals and tenants."""
 
-    async def authorize(self, principal: Principal, request: MessagesRequest) -> PolicyDecision:
-        """Raise PermissionDeniedError (or NotFoundError for unknown models) when policy refuses."""
+    async def authorize(
+        self, principal: Principal, request: MessagesRequest, entry: CatalogEntry | None = None
+    ) -> PolicyDecision:
+        """Raise PermissionDeniedError (or NotFoundError for unknown models) when policy refuses.
+        `entry`: the request's catalog entry, when the caller already looked it up."""
 
     async def permissions(self, principal: Principal) -> frozenset[str]: ...
 

@@ -1,4 +1,4 @@
-"""Principal pseudonyms (DESIGN.md section 2, GDPR).
+"""Principal pseudonyms (GDPR; docs/audit.md).
 
 The audit trail names a principal only by HMAC-SHA256(secret, principal id), where the secret is
 per principal and kept in the tenants table. Export recomputes the pseudonym from the secret;

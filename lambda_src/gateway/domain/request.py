@@ -1,6 +1,6 @@
 """Parse and check a Messages API body: only the fields policy and quota read, the rest passes through.
 
-Tolerant by design (DESIGN.md section 1, raw passthrough): unknown top-level fields and unknown content
+Tolerant by design (raw passthrough, docs/ARCHITECTURE.md): unknown top-level fields and unknown content
 block types are kept untouched in `body`; only the fields the gateway acts on are type-checked, so bad
 input is answered with a 400 here and never reaches an upstream.
 """

@@ -56,7 +56,9 @@ class TenancyService:
             tenant=tenant,
         )
 
-    async def authorize(self, principal: Principal, request: MessagesRequest) -> PolicyDecision:
+    async def authorize(
+        self, principal: Principal, request: MessagesRequest, entry: CatalogEntry | None = None
+    ) -> PolicyDecision:
         record, tenant = await self.loaded(principal)
         return policy.decide(
             tenant,
@@ -65,6 +67,7 @@ class TenancyService:
             self.catalog,
             bedrock_residencies=self.bedrock_residencies,
             vertex_residencies=self.vertex_residencies,
+            entry=entry,
         )
 
     async def permissions(self, principal: Principal) -> frozenset[str]:

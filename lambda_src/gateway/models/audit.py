@@ -1,4 +1,4 @@
-"""The audit record: the ONE definition of the audit schema (DESIGN.md section 2).
+"""The audit record: the ONE definition of the audit schema (docs/audit.md).
 
 The record model, the Glue table the stack declares and the DuckDB table the local stack queries
 all derive from the field list below, so the three cannot drift apart (tests/unit/test_audit_schema.py
