@@ -1,4 +1,4 @@
-"""The two DynamoDB tables (docs/ARCHITECTURE.md, docs/tenancy.md), built from stacks/definitions.py so the local stack matches."""
+"""The two DynamoDB tables (docs/tenancy.md), built from stacks/definitions.py so the local stack matches."""
 
 from __future__ import annotations
 
