@@ -206,18 +206,25 @@ def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
 
     store = DynamoBreakerStore(caller.stack.app.state.settings, client=caller.stack.client("dynamodb"))
     now = time.time()
-    asyncio.run(store.save("bedrock#us-east-1", BreakerState("open", now + 60, now + 0.001)))
+    asyncio.run(store.save("bedrock#us-east-1", BreakerState("open", now + 3600, now + 0.001)))
     breakers = caller.stack.app.state.breakers
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while breakers.status("bedrock#us-east-1") != "open" and time.monotonic() < deadline:
-        # A request starts a background refresh when one is due and none is in flight; one already in
-        # flight may have read the table before the write above, so keep making a refresh due.
+        # A request starts a background refresh when one is due and none is in flight. One already in
+        # flight may have read the table before the write above, and on a loaded machine a refresh can
+        # time out: so wait for any refresh to end, make one due, start it, and wait for it to end.
+        _wait_until(lambda: not breakers._refreshing, deadline)
         breakers._last_refresh = float("-inf")
         caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
-        time.sleep(0.05)
+        _wait_until(lambda: not breakers._refreshing, deadline)
     assert breakers.status("bedrock#us-east-1") == "open", "the shared open state never reached this container"
     caller.stack.reset_counts()
     caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
 
     assert calls(caller.stack, "us-east-1") == 0
     assert calls(caller.stack, "us-west-2") == 1
+
+
+def _wait_until(condition, deadline: float) -> None:
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
