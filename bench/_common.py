@@ -80,11 +80,15 @@ class NoopTenancy:
 
         return Principal(id=identity.principal_id, tenant_id="bench", roles=("admin",), pseudonym="0" * 64)
 
-    async def authorize(self, principal: Any, request: Any) -> Any:
+    async def authorize(self, principal: Any, request: Any, entry: Any = None) -> Any:
         from gateway.domain.catalog import load_catalog
         from gateway.models.exchange import PolicyDecision
 
-        return PolicyDecision(entry=load_catalog().resolve(request.model), residency="us", body=request.body)
+        entry = entry or load_catalog().resolve(request.model)
+        return PolicyDecision(entry=entry, residency="us", body=request.body)
+
+    async def permissions(self, principal: Any) -> frozenset[str]:
+        return frozenset({"read", "write"})
 
     async def allowed_models(self, principal: Any) -> list[Any]:
         from gateway.domain.catalog import load_catalog
@@ -104,6 +108,9 @@ class NoopQuota:
 
     def headers(self, reservation: Any) -> dict[str, str]:
         return {"anthropic-ratelimit-requests-remaining": "1000"}
+
+    def headers_for(self, principal: Any) -> dict[str, str]:
+        return {}
 
     async def usage_report(self, principal: Any) -> dict[str, Any]:
         return {}
