@@ -94,13 +94,20 @@ def _breaker_store(target: Any, settings: Any) -> Any:
     return DynamoBreakerStore(settings, client=target.client("dynamodb"))
 
 
-def cheapest(catalog: Any, model: str | None) -> Any:
+def cheapest(catalog: Any, model: str | None, chains: Any = None) -> Any:
+    """The probe model: the one given, else the active model that the most configured upstreams can
+    serve, the cheapest among those."""
     if model:
         entry = catalog.resolve(model)
         if entry is None:
             raise CommandError(f"unknown model {model!r}")
         return entry
-    return min(catalog.entries, key=lambda e: (e.prices.input + e.prices.output, e.alias))
+
+    def served(entry: Any) -> int:
+        return sum(1 for residency, chain in (chains or {}).items() for up in chain if up.model_id(entry, residency))
+
+    active = [e for e in catalog.entries if e.lifecycle.status == "active"] or catalog.entries
+    return min(active, key=lambda e: (-served(e), e.prices.input + e.prices.output, e.alias))
 
 
 async def probe_all(
@@ -110,10 +117,11 @@ async def probe_all(
     from gateway.domain.breaker import Breakers, breaker_key
     from gateway.domain.catalog import load_catalog
 
-    entry = cheapest(load_catalog(), model)
+    chains = build_upstreams(settings)
+    entry = cheapest(load_catalog(), model, chains)
     # One probe per provider+region, with the model id of the first residency it serves.
     targets: dict[str, dict[str, Any]] = {}
-    for residency, chain in build_upstreams(settings).items():
+    for residency, chain in chains.items():
         for upstream in chain:
             key = breaker_key(upstream.provider, upstream.region)
             row = targets.setdefault(key, {"upstream": upstream, "residencies": [], "model_id": None})

@@ -51,7 +51,7 @@ def create_app(
 ) -> Starlette:
     """`upstreams`: residency -> upstreams in failover order; None builds Bedrock (+ Vertex) from settings."""
     observability.configure_logging()
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_catalog(None, settings.catalog_overrides)
     background = Background()
     metrics = metrics or observability.Metrics(settings.env)
     if tenancy is None or quota is None:

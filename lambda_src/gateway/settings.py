@@ -48,6 +48,8 @@ class Settings:
     upstream_timeout_seconds: float = 600.0
     breaker_failure_threshold: int = 3
     breaker_open_seconds: float = 30.0
+    # This environment's changes to the model catalog (JSON; docs/models.md), validated at synthesis.
+    catalog_overrides: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             upstream_timeout_seconds=_number(env, "UPSTREAM_TIMEOUT_SECONDS", 600.0, minimum=1),
             breaker_failure_threshold=int(_number(env, "BREAKER_FAILURE_THRESHOLD", 3, minimum=1)),
             breaker_open_seconds=_number(env, "BREAKER_OPEN_SECONDS", 30.0, minimum=1),
+            catalog_overrides=env.get("CATALOG_OVERRIDES") or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -107,6 +110,7 @@ class Settings:
             "VERTEX_ENDPOINT": self.vertex_endpoint,
             "VERTEX_WIF_CONFIG": self.vertex_wif_config,
             "CLOUD_LOGGING_ENDPOINT": self.cloud_logging_endpoint,
+            "CATALOG_OVERRIDES": self.catalog_overrides,
         }
         out.update({k: v for k, v in optional.items() if v})
         return out

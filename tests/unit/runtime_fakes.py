@@ -69,7 +69,7 @@ class FakeTenancy:
         return PolicyDecision(entry=entry, residency=self.residency, body=request.body)
 
     async def allowed_models(self, principal: Principal) -> list[CatalogEntry]:
-        return load_catalog().entries[:2]
+        return [load_catalog().resolve("claude-haiku-4-5"), load_catalog().resolve("claude-sonnet-4-5")]
 
     async def permissions(self, principal: Principal) -> frozenset[str]:
         return self.granted

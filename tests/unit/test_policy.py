@@ -197,7 +197,12 @@ def test_allowed_models_follow_roles_allow_list_and_residency():
         return {e.alias for e in policy.allowed_models(t, perms, CATALOG)}
 
     assert aliases(tenant(), "viewer") == set()
-    assert aliases(tenant(), "basic_user") == {"claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4"}
+    servable_in_us = {
+        e.alias for e in CATALOG.entries if e.tier in ("haiku", "sonnet") and "us" in e.bedrock_profiles
+    }
+    assert {"claude-haiku-4-5", "claude-sonnet-4-6", "claude-sonnet-4-5"} <= aliases(tenant(), "basic_user")
+    # Retired models are never offered (claude-sonnet-4 has a us profile but is retired).
+    assert aliases(tenant(), "basic_user") == servable_in_us - {"claude-sonnet-4"}
     assert "claude-opus-4-5" in aliases(tenant(), "power_user")
     assert aliases(tenant(allowed_models=("claude-opus-4-5",)), "basic_user") == set()
     assert "claude-opus-4-5" not in aliases(tenant(residency="apac"), "admin")

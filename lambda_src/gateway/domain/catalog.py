@@ -1,21 +1,39 @@
-"""The model catalog: data (catalog.json), not code.
+"""The model catalog: data (catalog.json), not code, with per-environment overrides.
 
-An alias (`claude-sonnet-4-5`), the Anthropic id (`claude-sonnet-4-5-20250929`), the Bedrock model id,
-any of its inference profile ids, and the Vertex id all resolve to the same entry.
+An alias (`claude-sonnet-4-6`), the Claude API ids (dated where they exist), the Bedrock model id, any
+of its inference profile ids, and the Vertex id all resolve to the same entry. docs/models.md says how
+to add, override or disable a model for one environment.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Mapping
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gateway.models.catalog import RESIDENCIES, TIERS, CatalogEntry, Prices
+from gateway.models.catalog import (
+    BEDROCK_APIS,
+    RESIDENCIES,
+    STATUSES,
+    TIERS,
+    CatalogEntry,
+    Lifecycle,
+    Prices,
+    Rates,
+)
 
-__all__ = ["RESIDENCIES", "TIERS", "Catalog", "CatalogEntry", "Prices", "load_catalog"]
+__all__ = ["RESIDENCIES", "TIERS", "Catalog", "CatalogEntry", "Prices", "load_catalog", "merged"]
 
 _CATALOG_PATH = Path(__file__).resolve().parent.parent / "catalog.json"
+_RATE_NAMES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+_MODEL_KEYS = {
+    "alias", "anthropic_ids", "tier", "prices", "bedrock", "vertex", "max_output_tokens", "context_window",
+    "lifecycle", "regional_uplift", "source", "sources", "unverified", "line", "note",
+}  # fmt: skip
 
 
 class Catalog:
@@ -28,43 +46,156 @@ class Catalog:
                 if model_id in self._by_id and self._by_id[model_id] is not entry:
                     raise ValueError(f"catalog: model id {model_id!r} names two entries")
                 self._by_id[model_id] = entry
+        by_alias = {e.alias for e in entries}
+        for entry in entries:
+            replacement = entry.lifecycle.replacement
+            if replacement is not None and replacement not in by_alias:
+                raise ValueError(f"catalog: {entry.alias}: replacement {replacement!r} is not in the catalog")
 
     def resolve(self, model: str) -> CatalogEntry | None:
         return self._by_id.get(model)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Catalog:
-        entries = []
-        for raw in data["models"]:
-            if raw["tier"] not in TIERS:
-                raise ValueError(f"catalog: {raw['alias']}: unknown tier {raw['tier']!r}")
-            unknown = set(raw["bedrock_profiles"]) - set(RESIDENCIES)
-            if unknown:
-                raise ValueError(f"catalog: {raw['alias']}: unknown residencies {sorted(unknown)}")
-            entries.append(
-                CatalogEntry(
-                    alias=raw["alias"],
-                    anthropic_id=raw["anthropic_id"],
-                    tier=raw["tier"],
-                    bedrock_model_id=raw["bedrock_model_id"],
-                    bedrock_profiles=dict(raw["bedrock_profiles"]),
-                    vertex_model_id=raw["vertex_model_id"],
-                    prices=Prices(**raw["prices"]),
-                    max_output_tokens=_positive_int(raw, "max_output_tokens"),
-                )
-            )
-        return cls(entries, geo_uplift=float(data["geo_uplift"]))
+    def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
+        entries = [_entry(raw) for raw in data["models"] if not raw.get("disabled")]
+        return cls(entries, geo_uplift=float(data["regional_uplift"]))
 
 
-def _positive_int(raw: dict[str, Any], key: str) -> int | None:
+def merged(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The catalog data with one environment's overrides: `{"models": {alias: {...} | null}}`.
+
+    A mapping for an alias in the catalog is merged into its entry (nested objects merged key by key);
+    one for a new alias adds a model (then it needs every required field); null disables the model.
+    """
+    data = copy.deepcopy(dict(base))
+    if not overrides:
+        return data
+    unknown = set(overrides) - {"models"}
+    if unknown:
+        raise ValueError(f"catalog overrides: unknown keys {sorted(unknown)}; expected 'models'")
+    changes = overrides.get("models") or {}
+    if not isinstance(changes, Mapping):
+        raise ValueError("catalog overrides: 'models' must map aliases to objects or null")
+    by_alias = {m["alias"]: m for m in data["models"]}
+    for alias, change in changes.items():
+        if change is None:
+            if alias not in by_alias:
+                raise ValueError(f"catalog overrides: cannot disable {alias!r}: not in the catalog")
+            by_alias[alias]["disabled"] = True
+        elif not isinstance(change, Mapping):
+            raise ValueError(f"catalog overrides: {alias}: must be an object or null")
+        elif alias in by_alias:
+            _deep_merge(by_alias[alias], change)
+        else:
+            data["models"].append({"alias": alias, **copy.deepcopy(dict(change))})
+    return data
+
+
+def _deep_merge(target: dict[str, Any], change: Mapping[str, Any]) -> None:
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _entry(raw: Mapping[str, Any]) -> CatalogEntry:
+    alias = raw.get("alias")
+    if not isinstance(alias, str) or not alias:
+        raise ValueError("catalog: every model needs an alias")
+    where = f"catalog: {alias}"
+    unknown = set(raw) - _MODEL_KEYS - {"disabled"}
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+    if raw.get("tier") not in TIERS:
+        raise ValueError(f"{where}: unknown tier {raw.get('tier')!r}; known: {list(TIERS)}")
+    bedrock = raw.get("bedrock") or {}
+    vertex = raw.get("vertex") or {}
+    profiles = dict(bedrock.get("profiles") or {})
+    unknown_res = set(profiles) - set(RESIDENCIES)
+    if unknown_res:
+        raise ValueError(f"{where}: unknown residencies {sorted(unknown_res)}; known: {list(RESIDENCIES)}")
+    api = bedrock.get("api", "invoke")
+    if api not in BEDROCK_APIS:
+        raise ValueError(f"{where}: bedrock.api must be one of {list(BEDROCK_APIS)}, not {api!r}")
+    if not isinstance(raw.get("source"), str) or not raw["source"].startswith(("http", "anthropic ", "npm ")):
+        raise ValueError(f"{where}: source must say where the entry's facts come from (a URL)")
+    return CatalogEntry(
+        alias=alias,
+        tier=raw["tier"],
+        prices=_prices(raw.get("prices"), where),
+        anthropic_ids=tuple(raw.get("anthropic_ids") or (alias,)),
+        bedrock_model_id=bedrock.get("model_id") or None,
+        bedrock_api=api,
+        bedrock_profiles={k: str(v) for k, v in profiles.items()},
+        vertex_model_id=vertex.get("model_id") or None,
+        vertex_regions=tuple(vertex.get("regions") or ()),
+        max_output_tokens=_positive_int(raw, "max_output_tokens", where),
+        context_window=_positive_int(raw, "context_window", where),
+        lifecycle=_lifecycle(raw.get("lifecycle"), where),
+        regional_uplift=bool(raw.get("regional_uplift", True)),
+        source=raw["source"],
+    )
+
+
+def _rates(raw: Any, where: str) -> Rates:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: prices must be an object")
+    values = {}
+    for name in _RATE_NAMES:
+        value = raw.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{where}: prices.{name} must be a non-negative number, not {value!r}")
+        values[name] = float(value)
+    return Rates(**values)
+
+
+def _prices(raw: Any, where: str) -> Prices:
+    rates = _rates(raw, where)
+    long = raw.get("long_prompt")
+    if long is None:
+        return Prices(**vars(rates))
+    above = long.get("above_prompt_tokens") if isinstance(long, Mapping) else None
+    if isinstance(above, bool) or not isinstance(above, int) or above < 1:
+        raise ValueError(f"{where}: prices.long_prompt.above_prompt_tokens must be a positive integer")
+    return Prices(**vars(rates), long_prompt=_rates(long, f"{where} long_prompt"), long_prompt_above=above)
+
+
+def _lifecycle(raw: Any, where: str) -> Lifecycle:
+    raw = raw or {}
+    status = raw.get("status", "active")
+    if status not in STATUSES:
+        raise ValueError(f"{where}: lifecycle.status must be one of {list(STATUSES)}, not {status!r}")
+    end = raw.get("end_of_life")
+    if end is not None:
+        try:
+            date.fromisoformat(end)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: lifecycle.end_of_life must be YYYY-MM-DD, not {end!r}") from None
+    if status == "deprecated" and end is None:
+        raise ValueError(f"{where}: a deprecated model needs lifecycle.end_of_life")
+    replacement = raw.get("replacement")
+    if status == "retired" and not replacement:
+        raise ValueError(f"{where}: a retired model needs lifecycle.replacement")
+    return Lifecycle(status=status, end_of_life=end, replacement=replacement)
+
+
+def _positive_int(raw: Mapping[str, Any], key: str, where: str) -> int | None:
     value = raw.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"catalog: {raw['alias']}: {key} must be a positive integer, not {value!r}")
+        raise ValueError(f"{where}: {key} must be a positive integer, not {value!r}")
     return value
 
 
+def base_data() -> dict[str, Any]:
+    return json.loads(_CATALOG_PATH.read_text())
+
+
 @cache
-def load_catalog(path: str | None = None) -> Catalog:
-    return Catalog.from_dict(json.loads(Path(path or _CATALOG_PATH).read_text()))
+def load_catalog(path: str | None = None, overrides: str | None = None) -> Catalog:
+    """The catalog; `overrides` is the JSON the stack sets as CATALOG_OVERRIDES for its environment."""
+    data = json.loads(Path(path).read_text()) if path else base_data()
+    return Catalog.from_dict(merged(data, json.loads(overrides) if overrides else None))
+

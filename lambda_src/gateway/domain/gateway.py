@@ -12,6 +12,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import anyio
@@ -93,7 +95,7 @@ class Gateway:
             if request.stream:
                 opened = await self.chain.open_stream(*route)
                 relay = Relay(end, opened, idle_timeout_seconds=self.stream_idle_timeout_seconds)
-                return Reply(self.quota.headers(end.reservation), stream=relay.frames())
+                return Reply(self._headers(end, decision.entry), stream=relay.frames())
             upstream, body = await self.chain.invoke(*route)
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -104,7 +106,10 @@ class Gateway:
                 await end.finish()
             raise
         end.served_whole(body, upstream.provider)
-        return Reply(self.quota.headers(end.reservation), body=body)
+        return Reply(self._headers(end, exchange.decision.entry), body=body)
+
+    def _headers(self, end: RequestEnd, entry: CatalogEntry) -> dict[str, str]:
+        return {**self.quota.headers(end.reservation), **lifecycle_headers(entry)}
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
 
@@ -143,6 +148,10 @@ class Gateway:
         entry = self.catalog.resolve(request.model)
         if entry is None:
             raise NotFoundError(f"model: {request.model}")
+        lifecycle = entry.lifecycle
+        if lifecycle.status == "retired":
+            when = f" on {lifecycle.end_of_life}" if lifecycle.end_of_life else ""
+            raise NotFoundError(f"model: {request.model} was retired{when}; use {lifecycle.replacement} instead")
         cap = entry.max_output_tokens
         if cap is not None and request.max_tokens > cap:
             raise InvalidRequestError(
@@ -191,3 +200,17 @@ class Gateway:
             raise ServiceUnavailableError("the audit trail is unavailable; the request was not sent to a model")
         return reserved
 
+
+
+def lifecycle_headers(entry: CatalogEntry) -> dict[str, str]:
+    """A deprecated model's answers say so: `deprecation` (RFC 9745's header; `true` as its drafts had it,
+    the deprecation date being unknown) and `sunset` (RFC 8594), the end-of-life date, plus the replacement."""
+    lifecycle = entry.lifecycle
+    if lifecycle.status != "deprecated" or lifecycle.end_of_life is None:
+        return {}
+    end = date.fromisoformat(lifecycle.end_of_life)
+    sunset = format_datetime(datetime(end.year, end.month, end.day, tzinfo=UTC), usegmt=True)
+    headers = {"deprecation": "true", "sunset": sunset}
+    if lifecycle.replacement:
+        headers["x-gateway-model-replacement"] = lifecycle.replacement
+    return headers

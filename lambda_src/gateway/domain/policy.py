@@ -109,6 +109,7 @@ def allowed_models(
         for entry in catalog.entries
         if "write" in permissions
         and entry.tier in permissions
+        and entry.lifecycle.status != "retired"
         and (not tenant.allowed_models or entry.alias in tenant.allowed_models)
         and available_in(entry, tenant.residency, bedrock_residencies, vertex_residencies)
     ]
