@@ -123,10 +123,19 @@ async def probe_all(
     targets: dict[str, dict[str, Any]] = {}
     for residency, chain in chains.items():
         for upstream in chain:
-            key = breaker_key(upstream.provider, upstream.region)
-            row = targets.setdefault(key, {"upstream": upstream, "residencies": [], "model_id": None})
+            row = targets.setdefault(
+                f"{upstream.provider}#{upstream.region}#{upstream.wire}",
+                {"upstream": upstream, "residencies": [], "model_id": None},
+            )
             row["residencies"].append(residency)
             row["model_id"] = row["model_id"] or upstream.model_id(entry, residency)
+    # A region has an upstream per Bedrock API: probe the one that serves the probe model.
+    served = {(t["upstream"].provider, t["upstream"].region) for t in targets.values() if t["model_id"]}
+    targets = {
+        breaker_key(t["upstream"].provider, t["upstream"].region, t["model_id"]): t
+        for t in targets.values()
+        if t["model_id"] or (t["upstream"].provider, t["upstream"].region) not in served
+    }
     breakers = Breakers(failure_threshold=settings.breaker_failure_threshold, open_seconds=1)
     try:
         breakers.merge(await store.load(list(targets)))

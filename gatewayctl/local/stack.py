@@ -568,20 +568,23 @@ class LocalStack:
     def reset_breakers(self) -> None:
         """Close every circuit breaker, in the app's memory and in the shared store, so that one test's
         injected failures do not make the next test skip a region."""
-        from gateway.domain.breaker import CLOSED, BreakerState, breaker_key
+        from gateway.domain.breaker import CLOSED, BreakerState
+        from gateway.models import tenant_items
 
-        keys = [breaker_key("bedrock", r) for rs in self.options.bedrock_regions.values() for r in rs]
-        keys += [breaker_key("vertex", r) for r in self.options.vertex_regions.values()]
+        table = self.outputs["TenantsTableName"]
+        ddb = self.client("dynamodb")
+        stored = ddb.scan(
+            TableName=table,
+            FilterExpression="begins_with(pk, :b)",
+            ExpressionAttributeValues={":b": {"S": tenant_items.breaker_key("")["pk"]}},
+        ).get("Items", [])
+        keys = [tenant_items.breaker_name(item["pk"]["S"]) for item in stored]
         breakers = getattr(getattr(getattr(self.app, "state", None), "chain", None), "breakers", None)
         if breakers is not None:
             now = time.time()
-            breakers.merge({key: BreakerState(CLOSED, 0.0, now, 0) for key in keys})
-        ddb = self.client("dynamodb")
-        for key in keys:
-            ddb.delete_item(
-                TableName=self.outputs["TenantsTableName"],
-                Key={"pk": {"S": f"BREAKER#{key}"}, "sk": {"S": "STATE"}},
-            )
+            breakers.merge({key: BreakerState(CLOSED, 0.0, now, 0) for key in {*keys, *breakers.keys()}})
+        for item in stored:
+            ddb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
 
     def _control(self, provider: str) -> str:
         if provider == "bedrock":

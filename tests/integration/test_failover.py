@@ -8,6 +8,7 @@ import time
 
 import anthropic
 import pytest
+from gateway.domain.breaker import breaker_key
 
 from tests.integration.conftest import upstream_calls
 
@@ -15,6 +16,8 @@ pytestmark = pytest.mark.integration
 MODEL = "claude-haiku-4-5"
 HELLO = [{"role": "user", "content": "hello"}]
 VERTEX_REGION = "us-east5"
+# Breakers are per provider, region and model.
+EAST = breaker_key("bedrock", "us-east-1", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
 
 
 def calls(stack, region: str, provider: str = "bedrock") -> int:
@@ -86,7 +89,7 @@ def test_open_breaker_skips_the_region(caller) -> None:
     threshold = caller.stack.app.state.settings.breaker_failure_threshold
     for _ in range(threshold):
         caller.client.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
-    assert caller.stack.app.state.breakers.status("bedrock#us-east-1") == "open"
+    assert caller.stack.app.state.breakers.status(EAST) == "open"
 
     caller.client.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
 
@@ -191,10 +194,10 @@ def test_an_opened_breaker_is_written_to_the_tenants_table(caller) -> None:
         caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
 
     deadline = time.monotonic() + 5  # the write is fire-and-forget: it lands just after the reply
-    item = _breaker_item(caller.stack, "bedrock#us-east-1")
+    item = _breaker_item(caller.stack, EAST)
     while item is None and time.monotonic() < deadline:
         time.sleep(0.05)
-        item = _breaker_item(caller.stack, "bedrock#us-east-1")
+        item = _breaker_item(caller.stack, EAST)
     assert item is not None and item["state"]["S"] == "open"
     assert float(item["opened_until"]["N"]) > time.time()
 
@@ -206,10 +209,10 @@ def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
 
     store = DynamoBreakerStore(caller.stack.app.state.settings, client=caller.stack.client("dynamodb"))
     now = time.time()
-    asyncio.run(store.save("bedrock#us-east-1", BreakerState("open", now + 3600, now + 0.001)))
+    asyncio.run(store.save(EAST, BreakerState("open", now + 3600, now + 0.001)))
     breakers = caller.stack.app.state.breakers
     deadline = time.monotonic() + 60
-    while breakers.status("bedrock#us-east-1") != "open" and time.monotonic() < deadline:
+    while breakers.status(EAST) != "open" and time.monotonic() < deadline:
         # A request starts a background refresh when one is due and none is in flight. One already in
         # flight may have read the table before the write above, and on a loaded machine a refresh can
         # time out: so wait for any refresh to end, make one due, start it, and wait for it to end.
@@ -217,7 +220,7 @@ def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
         breakers._last_refresh = float("-inf")
         caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
         _wait_until(lambda: not breakers._refreshing, deadline)
-    assert breakers.status("bedrock#us-east-1") == "open", "the shared open state never reached this container"
+    assert breakers.status(EAST) == "open", "the shared open state never reached this container"
     caller.stack.reset_counts()
     caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
 

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from gateway.domain.breaker import BreakerState
+from gateway.domain.breaker import BreakerState, breaker_key
 
 from gatewayctl.commands.health import _breaker_store, check, gateway_settings
 
@@ -26,11 +26,12 @@ def test_all_upstreams_healthy_then_one_throttled_with_its_breaker_open(target, 
 
     faults.set_fault("us-west-2", "throttle")
     store = _breaker_store(target, gateway_settings(target))
-    asyncio.run(store.save("bedrock#us-west-2", BreakerState("open", time.time() + 60, time.time())))
+    west_key = breaker_key("bedrock", "us-west-2", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
+    asyncio.run(store.save(west_key, BreakerState("open", time.time() + 60, time.time())))
     try:
         rows = check(target, timeout=10)
     finally:
-        asyncio.run(store.save("bedrock#us-west-2", BreakerState("closed", 0.0, time.time() + 1)))
+        asyncio.run(store.save(west_key, BreakerState("closed", 0.0, time.time() + 1)))
 
     west = next(r for r in rows if r["region"] == "us-west-2")
     assert not west["healthy"] and west["error"].startswith("ThrottlingException (429)")

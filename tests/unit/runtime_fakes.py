@@ -172,10 +172,14 @@ class FakeUpstream:
     provider: str
     region: str
     script: list[Any] = field(default_factory=list)
+    wire: str = ""  # from the provider unless given
     calls: list[dict[str, Any]] = field(default_factory=list)
     fail_after: tuple[int, UpstreamFailure] | None = None
     message: Any = None  # the whole reply's JSON, instead of message_json()
     events: list[tuple[str, bytes]] | None = None  # the stream's events, instead of stream_events()
+
+    def __post_init__(self) -> None:
+        self.wire = self.wire or {"bedrock": "bedrock-invoke"}.get(self.provider, self.provider)
 
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
         if self.provider == "vertex":

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from gateway.domain.breaker import Breakers
+from gateway.domain.breaker import Breakers, breaker_key
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
 from gateway.domain.failover import MISCONFIG, FailoverChain, UpstreamFailure
@@ -18,6 +18,12 @@ from tests.unit.runtime_fakes import FakeUpstream, stream_events, throttled, val
 
 pytestmark = pytest.mark.anyio
 ENTRY = load_catalog().resolve("claude-haiku-4-5")
+OTHER = load_catalog().resolve("claude-sonnet-4-6")
+
+
+def key(region: str, entry=ENTRY) -> str:
+    """Breakers are per provider, region and model."""
+    return breaker_key("bedrock", region, entry.bedrock_profiles["us"])
 BODY = {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -56,21 +62,35 @@ async def test_breaker_opens_and_the_region_is_skipped() -> None:
         await chain.invoke(exchange(), ENTRY, "us", BODY, ())
 
     assert len(east.calls) == 2 and len(west.calls) == 3  # the third request skipped us-east-1
-    assert breakers.status("bedrock#us-east-1") == "open"
+    assert breakers.status(key("us-east-1")) == "open"
     assert metrics.counts["Failovers"] == 2 and metrics.counts["UpstreamErrors"] == 2
+
+
+async def test_one_models_throttling_does_not_close_the_region_for_another_model() -> None:
+    east = FakeUpstream("bedrock", "us-east-1", script=[throttled(), throttled()])
+    west = FakeUpstream("bedrock", "us-west-2")
+    chain, breakers, _ = make(east, west)
+    for _ in range(2):
+        await chain.invoke(exchange(), ENTRY, "us", BODY, ())
+    assert breakers.status(key("us-east-1")) == "open"
+
+    ex = exchange()
+    await chain.invoke(ex, OTHER, "us", BODY, ())
+    assert ex.served_by.region == "us-east-1"  # the other model still goes to us-east-1 first
+    assert breakers.status(key("us-east-1", OTHER)) == "closed"
 
 
 async def test_every_breaker_open_still_tries_in_order() -> None:
     east, west = FakeUpstream("bedrock", "us-east-1"), FakeUpstream("bedrock", "us-west-2")
     chain, breakers, _ = make(east, west)
-    for key in ("bedrock#us-east-1", "bedrock#us-west-2"):
-        breakers.record_failure(key)
-        breakers.record_failure(key)
+    for name in (key("us-east-1"), key("us-west-2")):
+        breakers.record_failure(name)
+        breakers.record_failure(name)
     ex = exchange()
     await chain.invoke(ex, ENTRY, "us", BODY, ())
 
     assert ex.served_by.region == "us-east-1"
-    assert breakers.status("bedrock#us-east-1") == "closed"  # a success closes it
+    assert breakers.status(key("us-east-1")) == "closed"  # a success closes it
 
 
 async def test_client_errors_stop_the_chain_and_do_not_count_on_the_breaker() -> None:
@@ -82,7 +102,7 @@ async def test_client_errors_stop_the_chain_and_do_not_count_on_the_breaker() ->
     with pytest.raises(UpstreamError) as caught:
         await chain.invoke(exchange(), ENTRY, "us", BODY, ())
     assert caught.value.status == 400 and not west.calls
-    assert breakers.get("bedrock#us-east-1").failures == 0
+    assert breakers.get(key("us-east-1")).failures == 0
 
 
 async def test_misconfiguration_moves_on_raises_an_alarm_and_spares_the_breaker() -> None:
@@ -94,7 +114,7 @@ async def test_misconfiguration_moves_on_raises_an_alarm_and_spares_the_breaker(
 
     assert ex.served_by.region == "us-west-2" and len(east.calls) == 1
     assert metrics.counts["UpstreamMisconfigured"] == 1
-    assert breakers.get("bedrock#us-east-1").failures == 0
+    assert breakers.get(key("us-east-1")).failures == 0
 
 
 async def test_only_misconfigured_upstreams_is_a_500_not_the_upstreams_403() -> None:

@@ -87,6 +87,7 @@ def classify(exc: BaseException) -> UpstreamFailure:
 
 class BedrockUpstream:
     provider = "bedrock"
+    wire = "bedrock-invoke"
 
     def __init__(self, settings: Settings, region: str, *, client: Any = None) -> None:
         self.region = region

@@ -70,6 +70,7 @@ def base_url(settings: Settings, region: str) -> str:
 
 class VertexUpstream:
     provider = "vertex"
+    wire = "vertex"
 
     def __init__(self, settings: Settings, region: str, *, credentials: Any = None) -> None:
         if not settings.vertex_project:

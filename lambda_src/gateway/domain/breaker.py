@@ -1,4 +1,4 @@
-"""Circuit breakers per upstream (provider + region), shared across containers without a serial round trip.
+"""Circuit breakers per upstream (provider + region + model), shared across containers without a serial round trip.
 
 Each container keeps the state in memory and decides from it alone. Transitions (closed -> open,
 open -> closed) are written to the shared store fire-and-forget; the shared state is read back in the
@@ -26,8 +26,10 @@ class BreakerState:
     failures: int = 0  # consecutive failures seen by this container (not shared)
 
 
-def breaker_key(provider: str, region: str) -> str:
-    return f"{provider}#{region}"
+def breaker_key(provider: str, region: str, model_id: str | None = None) -> str:
+    """One breaker per provider, region and model: one model's throttling does not close a region for
+    every other model."""
+    return f"{provider}#{region}" if model_id is None else f"{provider}#{region}#{model_id}"
 
 
 class Breakers:
@@ -50,6 +52,10 @@ class Breakers:
         self._states: dict[str, BreakerState] = {}
         self._last_refresh = float("-inf")
         self._refreshing = False
+
+    def keys(self) -> list[str]:
+        """The breakers this container holds a state for."""
+        return list(self._states)
 
     def get(self, key: str) -> BreakerState:
         return self._states.get(key, BreakerState())

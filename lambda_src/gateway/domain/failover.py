@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway.domain import betas
 from gateway.domain.breaker import Breakers, breaker_key
 from gateway.domain.errors import ApiError, NotFoundError, OverloadedError, UpstreamError
 from gateway.domain.ports import Metrics, Upstream
@@ -102,10 +103,10 @@ class FailoverChain:
         self.clock = clock
 
     def all_upstreams(self) -> list[Upstream]:
-        seen: dict[str, Upstream] = {}
+        seen: dict[int, Upstream] = {}
         for chain in self.upstreams.values():
             for up in chain:
-                seen.setdefault(breaker_key(up.provider, up.region), up)
+                seen.setdefault(id(up), up)
         return list(seen.values())
 
     def candidates(self, entry: CatalogEntry, residency: str) -> list[tuple[Upstream, str]]:
@@ -115,8 +116,8 @@ class FailoverChain:
         if not chain:
             # Policy should have refused this already; answer as for a model that does not exist here.
             raise NotFoundError(f"model {entry.alias} is not available in data residency {residency!r}")
-        self.breakers.maybe_refresh(breaker_key(up.provider, up.region) for up, _ in chain)
-        open_skipped = [c for c in chain if self.breakers.allows(breaker_key(c[0].provider, c[0].region))]
+        self.breakers.maybe_refresh(breaker_key(up.provider, up.region, mid) for up, mid in chain)
+        open_skipped = [c for c in chain if self.breakers.allows(breaker_key(c[0].provider, c[0].region, c[1]))]
         # Every breaker open: try them all anyway rather than refuse; one may have recovered.
         return open_skipped or chain
 
@@ -133,11 +134,13 @@ class FailoverChain:
         max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 4096
         patience = self.first_event_timeout_seconds + max_tokens / SLOWEST_TOKENS_PER_SECOND
 
-        async def call(up: Upstream, model_id: str, remaining: float, last: bool) -> tuple[Upstream, bytes]:
+        async def call(
+            up: Upstream, model_id: str, remaining: float, last: bool, flags: tuple[str, ...]
+        ) -> tuple[Upstream, bytes]:
             timeout = remaining if last else min(remaining, patience)
-            return up, await up.invoke(model_id, body, beta=beta, timeout=timeout)
+            return up, await up.invoke(model_id, body, beta=flags, timeout=timeout)
 
-        return await self._run(exchange, entry, residency, call)
+        return await self._run(exchange, entry, residency, beta, call)
 
     async def open_stream(
         self,
@@ -149,8 +152,10 @@ class FailoverChain:
     ) -> OpenedStream:
         """Open a stream and read its first event; failover is possible until then, never after."""
 
-        async def call(up: Upstream, model_id: str, remaining: float, last: bool) -> OpenedStream:
-            events = up.stream(model_id, body, beta=beta, timeout=remaining)
+        async def call(
+            up: Upstream, model_id: str, remaining: float, last: bool, flags: tuple[str, ...]
+        ) -> OpenedStream:
+            events = up.stream(model_id, body, beta=flags, timeout=remaining)
             try:
                 wait = min(remaining, self.first_event_timeout_seconds)
                 first = await asyncio.wait_for(events.__anext__(), wait)
@@ -166,27 +171,30 @@ class FailoverChain:
                 raise
             return OpenedStream(up, first, events)
 
-        return await self._run(exchange, entry, residency, call)
+        return await self._run(exchange, entry, residency, beta, call)
 
     async def _run(
         self,
         exchange: Exchange,
         entry: CatalogEntry,
         residency: str,
-        call: Callable[[Upstream, str, float, bool], Awaitable[T]],
+        beta: tuple[str, ...],
+        call: Callable[[Upstream, str, float, bool, tuple[str, ...]], Awaitable[T]],
     ) -> T:
         deadline = self.clock() + self.timeout_seconds
         last: UpstreamFailure | None = None
         candidates = self.candidates(entry, residency)
         for position, (up, model_id) in enumerate(candidates):
-            key = breaker_key(up.provider, up.region)
+            key = breaker_key(up.provider, up.region, model_id)
+            # Flags this upstream does not accept are dropped for it (and reported), never a 400.
+            flags, exchange.dropped_betas = betas.split(up.wire, beta)
             retried = False
             while True:
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     raise OverloadedError("the upstream time budget ran out")
                 try:
-                    result = await call(up, model_id, remaining, position + 1 == len(candidates))
+                    result = await call(up, model_id, remaining, position + 1 == len(candidates), flags)
                 except UpstreamFailure as failure:
                     exchange.attempts.append(
                         Attempt(

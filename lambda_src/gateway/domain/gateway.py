@@ -109,7 +109,10 @@ class Gateway:
         return Reply(self._headers(end, exchange.decision.entry), body=body)
 
     def _headers(self, end: RequestEnd, entry: CatalogEntry) -> dict[str, str]:
-        return {**self.quota.headers(end.reservation), **lifecycle_headers(entry)}
+        headers = {**self.quota.headers(end.reservation), **lifecycle_headers(entry)}
+        if end.exchange.dropped_betas:
+            headers["x-gateway-dropped-betas"] = ",".join(end.exchange.dropped_betas)
+        return headers
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
 

@@ -98,8 +98,9 @@ class AuditSink(Protocol):
 
 
 class Upstream(Protocol):
-    provider: str  # "bedrock" | "vertex"
+    provider: str  # "bedrock" | "vertex" | "anthropic"
     region: str
+    wire: str  # the API it speaks, for its accepted beta flags: one of gateway.domain.betas.WIRES
 
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
         """The id to call for this entry and residency, or None when this upstream cannot serve it."""

@@ -91,6 +91,8 @@ class AuditRecord:
     quota_decision: str | None = None
     source_ip: str | None = None
     user_agent: str | None = None
+    # anthropic-beta flags the serving upstream does not accept, dropped for it (comma-separated).
+    dropped_betas: str | None = None
 
     @classmethod
     def from_exchange(cls, exchange: Any, event_type: str) -> AuditRecord:
@@ -141,6 +143,7 @@ class AuditRecord:
             quota_decision=exchange.quota_decision,
             source_ip=meta.source_ip or None,
             user_agent=(meta.user_agent or None) and meta.user_agent[:_USER_AGENT_MAX],
+            dropped_betas=None if is_request else (",".join(exchange.dropped_betas) or None),
         )
 
     @property

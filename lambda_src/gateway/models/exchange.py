@@ -112,6 +112,8 @@ class Exchange:
     finished_at: float | None = None
     status: int | None = None
     error_type: str | None = None
+    # anthropic-beta flags the serving (or last tried) upstream does not accept: dropped, and reported.
+    dropped_betas: tuple[str, ...] = ()
     quota_decision: str | None = None  # "granted", "refused:<window>", ...
     # Which outcome record the audit sink writes: "response" (served), "denied" (refused by policy
     # or quota after the authorizer let it in), "error" (bad input, upstream or gateway failure).
