@@ -14,12 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-RESIDENCIES = (
-    "us",
-    "eu",
-    "apac",
-    "global",
-)  # gateway.domain.catalog.RESIDENCIES, without importing the runtime
+from gateway.models.catalog import RESIDENCIES
+
 OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
 MFA_MODES = ("OFF", "OPTIONAL", "REQUIRED")
 FEATURE_PLANS = ("LITE", "ESSENTIALS", "PLUS")
@@ -241,7 +237,7 @@ def _frozen(mapping: dict[str, Upstreams]) -> Mapping[str, Upstreams]:
 # Bedrock regions per residency, in failover order; the catalog's profile for that residency is invoked there.
 _US = Upstreams(bedrock_regions=("us-east-1", "us-west-2", "us-east-2"), vertex_region="us-east5")
 _EU = Upstreams(bedrock_regions=("eu-central-1", "eu-west-1", "eu-west-3"), vertex_region="europe-west1")
-_APAC = Upstreams(bedrock_regions=("ap-northeast-1", "ap-northeast-3"), vertex_region="asia-southeast1")
+_JP = Upstreams(bedrock_regions=("ap-northeast-1", "ap-northeast-3"), vertex_region="asia-northeast1")
 _GLOBAL = Upstreams(bedrock_regions=("us-east-1", "eu-central-1"), vertex_region="global")
 
 
@@ -310,7 +306,7 @@ ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
         ),
         "prod": EnvironmentConfig(
             name="prod",
-            upstreams=_frozen({"us": _US, "eu": _EU, "apac": _APAC, "global": _GLOBAL}),
+            upstreams=_frozen({"us": _US, "eu": _EU, "jp": _JP, "global": _GLOBAL}),
             vertex_project="acme-claude-prod",
             vertex_wif_config=wif_config("123456789012", "claude-gateway-prod", "aws"),
             audit_retention_days=2557,  # 7 years

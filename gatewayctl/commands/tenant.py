@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
 
 def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name")
-    parser.add_argument("--residency", help="us, eu, apac or global: decides the upstream chain")
+    parser.add_argument("--residency", help="us, eu, jp, apac, au or global: decides the upstream chain")
     parser.add_argument(
         "--model",
         action="append",

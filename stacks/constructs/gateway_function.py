@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from gateway.domain.catalog import load_catalog
 
 from stacks.bundling import LAMBDA_SRC, gateway_code
 from stacks.config import LWA_LAYER_ACCOUNT, LWA_LAYER_VERSION, EnvironmentConfig
@@ -55,16 +56,16 @@ def bedrock_resources_by_residency(
     config: EnvironmentConfig, *, account: str, partition: str = "aws", catalog_path: Path = CATALOG
 ) -> dict[str, tuple[list[str], list[str]]]:
     """residency -> (inference-profile ARNs, foundation-model ARNs): what the catalog serves there."""
-    catalog = json.loads(catalog_path.read_text())
+    catalog = load_catalog(str(catalog_path))
     out: dict[str, tuple[list[str], list[str]]] = {}
     for residency, upstream in config.upstreams.items():
         profiles: set[str] = set()
         models: set[str] = set()
-        for model in catalog["models"]:
-            profile = model["bedrock_profiles"].get(residency)
-            if profile is None:
+        for entry in catalog.entries:
+            profile = entry.bedrock_profiles.get(residency)
+            model_id = entry.bedrock_model_id
+            if profile is None or model_id is None or entry.lifecycle.status == "retired":
                 continue
-            model_id = model["bedrock_model_id"]
             for region in upstream.bedrock_regions:
                 profiles.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{profile}")
                 models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
@@ -93,6 +94,25 @@ def bedrock_resources(
         profiles.update(p)
         models.update(m)
     return sorted(profiles), sorted(models)
+
+
+# IAM's managed policy document limit is 6,144 characters. Counted here with the partition and account
+# still tokens (longer than any value they resolve to), leaving room for the statement around them.
+_POLICY_BUDGET = 5_200
+
+
+def policy_chunks(arns: list[str]) -> list[list[str]]:
+    """The ARNs in order, split so that each chunk's document stays under IAM's size limit."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for arn in arns:
+        rendered = len(arn) + 3  # quotes and comma
+        if chunks[-1] and size + rendered > _POLICY_BUDGET:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(arn)
+        size += rendered
+    return [chunk for chunk in chunks if chunk]
 
 
 class GatewayFunction(Construct):
@@ -201,23 +221,24 @@ class GatewayFunction(Construct):
         )
         audit_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
 
-        # One managed policy per residency: all ARNs in one document would pass IAM's 6,144-character limit.
+        # Managed policies per residency, each under IAM's 6,144-character document limit.
         by_residency = bedrock_resources_by_residency(
             config, account=Stack.of(self).account, partition=Aws.PARTITION
         )
         for residency, (profiles, models) in sorted(by_residency.items()):
-            iam.ManagedPolicy(
-                self,
-                f"Bedrock{residency.capitalize()}",
-                roles=[self.role],
-                description=f"Invoke the catalog's Claude models, {residency} residency",
-                statements=[
-                    iam.PolicyStatement(
-                        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                        resources=[*profiles, *models],
-                    )
-                ],
-            )
+            for index, chunk in enumerate(policy_chunks([*profiles, *models])):
+                iam.ManagedPolicy(
+                    self,
+                    f"Bedrock{residency.capitalize()}{index or ''}",
+                    roles=[self.role],
+                    description=f"Invoke the catalog's Claude models, {residency} residency ({index + 1})",
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                            resources=chunk,
+                        )
+                    ],
+                )
         suppress(
             self.role,
             {

@@ -253,3 +253,13 @@ def test_every_metric_the_runtime_emits_has_an_alarm(synthesized):
     }
     # UpstreamErrors is graphed only: the Failovers alarm fires on the same cause.
     assert emitted - {"UpstreamErrors"} <= alarmed
+
+
+def test_the_role_stays_within_iams_managed_policy_attachment_quota(synthesized):
+    """IAM attaches at most 10 managed policies to a role by default: the per-residency chunks must fit."""
+    attached = [
+        p
+        for p in resources(synthesized.stateless, "AWS::IAM::ManagedPolicy").values()
+        if p["Properties"].get("Roles")
+    ]
+    assert 0 < len(attached) <= 10
