@@ -148,16 +148,31 @@ def test_streamed_responses_are_settled_to_their_real_usage(
 def test_usd_budget_refuses_with_429_and_retry_after_until_month_end(
     local_stack, target, make_tenant, make_user, gateway_client
 ):
-    # haiku at $5/M output with the geo uplift: 4096 max_tokens reserve ~2.3 cents; the budget is 1 cent
     tenant_id = make_tenant(limits={"usd_per_month": 0.01}, prefix="usd")
     user = make_user(tenant_id, ["power_user"])
-    with pytest.raises(anthropic.RateLimitError) as refused:
+    # A request that could cost more than the whole budget can never fit: a 400 naming the limit.
+    # (haiku at $5/M output with the regional uplift: 4096 max_tokens reserve ~2.3 cents; the budget is 1 cent)
+    with pytest.raises(anthropic.BadRequestError) as never:
         gateway_client(user.token).messages.create(model=MODEL, max_tokens=4096, messages=HELLO)
+    assert "month limit on spend" in never.value.body["error"]["message"]
+    assert counters(target, tenant_id, "month") == {}
+    # With most of the month's budget spent, one that fits an empty month is refused until the month ends.
+    spend(target, tenant_id, "month", usd_micros=9_500)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        gateway_client(user.token).messages.create(model=MODEL, max_tokens=256, messages=HELLO)
     month_end = quota.window_at("month", time.time()).resets_at.timestamp()
     assert abs(int(refused.value.response.headers["retry-after"]) - (month_end - time.time())) < 60
     assert "month" in refused.value.body["error"]["message"]
-    assert counters(target, tenant_id, "month") == {}
-    assert gateway_client(user.token).messages.create(model=MODEL, max_tokens=64, messages=HELLO)
+    assert counters(target, tenant_id, "month")["usd_micros"] == 9_500
+    assert gateway_client(user.token).messages.create(model=MODEL, max_tokens=32, messages=HELLO)
+
+
+def spend(target, tenant_id: str, window: str, **counters_: int) -> None:
+    """Usage the tenant already had in the current window (as an earlier settlement would leave it)."""
+    sk = quota.window_at(window, time.time()).sk
+    item = {"pk": {"S": quota.tenant_pk(tenant_id)}, "sk": {"S": sk}}
+    item.update({k: {"N": str(v)} for k, v in counters_.items()})
+    target.client("dynamodb").put_item(TableName=target.output("UsageTableName"), Item=item)
 
 
 def test_usage_endpoint_reports_used_and_remaining(local_stack, make_tenant, make_user, gateway_client):

@@ -1,5 +1,6 @@
 """The RBAC matrix through the app: each default role x each capability, over HTTP with the anthropic SDK
-and real Cognito tokens, allowed or refused exactly as DESIGN.md section 3 says."""
+and real Cognito tokens, allowed or refused exactly as docs/tenancy.md says (max_tokens above 4096 without
+high_tokens is clamped, not refused)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,10 @@ def test_rbac_matrix(role_clients, role, capability):
     if capability in ALLOWED[role]:
         message = client.messages.create(**CAPABILITIES[capability])
         assert message.type == "message" and message.usage.output_tokens > 0
+    elif capability == "more_than_4096_tokens" and role != "viewer":
+        raw = client.messages.with_raw_response.create(**CAPABILITIES[capability])
+        assert raw.parse().type == "message"
+        assert raw.headers["x-gateway-clamped"] == "max_tokens=4097->4096"
     else:
         with pytest.raises(anthropic.PermissionDeniedError) as refused:
             client.messages.create(**CAPABILITIES[capability])

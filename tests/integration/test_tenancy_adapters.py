@@ -11,7 +11,7 @@ import pytest
 from gateway.app import dynamo_services
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
-from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
+from gateway.domain.errors import PermissionDeniedError, PolicyLimitError, RateLimitError, ServiceUnavailableError
 from gateway.domain.pseudonym import pseudonym
 from gateway.models.exchange import CallerIdentity, MessagesRequest, Usage
 
@@ -217,8 +217,9 @@ async def test_a_request_larger_than_the_limit_is_refused_without_a_write(moto_t
     principal = await tenancy.resolve(identity("sub-1"))
     decision = await tenancy.authorize(principal, request())
     calls = Calls(moto_tables.ddb)
-    with pytest.raises(RateLimitError, match="alone"):
+    with pytest.raises(PolicyLimitError, match="never fit") as refused:  # a 400: waiting will not help
         await quota_.reserve(principal, decision, request(max_tokens=100))
+    assert refused.value.status == 400 and "minute limit on tokens" in refused.value.message
     assert calls.ops == Counter()
 
 

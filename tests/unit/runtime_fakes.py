@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.domain import pricing
 from gateway.domain.catalog import CatalogEntry, load_catalog
 from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from gateway.domain.failover import UpstreamFailure
@@ -90,7 +91,9 @@ class FakeQuota:
     async def reserve(self, principal: Principal, decision: PolicyDecision, request: MessagesRequest):
         if self.refuse:
             raise RateLimitError("minute window exhausted", retry_after=7)
-        reservation = FakeReservation(request.estimated_input_tokens + request.max_tokens)
+        # What the domain reserves: the input ceiling plus the (clamped) max_tokens.
+        tokens = pricing.input_ceiling(decision.entry, request) + (decision.max_tokens or request.max_tokens)
+        reservation = FakeReservation(tokens)
         self.reserved.append(reservation)
         return reservation
 

@@ -366,6 +366,7 @@ async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world
     gateway = world.app.state.gateway
     end = gateway.begin(RequestMeta(request_id="gone"), calls_model=True)
     end.exchange.identity = CallerIdentity("user-1", "user", "app", frozenset(), {})
+    await gateway.resolve(end)
     reply = await gateway.messages(end, json.dumps({**BODY, "stream": True}).encode(), ())
 
     assert reply.stream is not None

@@ -68,7 +68,8 @@ async def test_max_tokens_out_of_bounds_is_400_before_policy_quota_or_upstream(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in response.json()["error"]["message"]
-    assert world.tenancy.calls == [] and not world.quota.reserved and world.upstream_calls == 0
+    # The caller is resolved before the body is judged (so the 400 is audited as theirs); nothing else runs.
+    assert world.tenancy.calls == ["resolve"] and not world.quota.reserved and world.upstream_calls == 0
 
 
 async def test_max_tokens_at_the_model_maximum_is_served(world: World) -> None:

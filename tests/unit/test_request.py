@@ -71,20 +71,38 @@ def test_unknown_block_types_are_accepted() -> None:
         {"max_tokens": "5"},
         {"stream": "true"},
         {"messages": []},
-        {"messages": [{"role": "system", "content": "x"}]},
-        {"messages": [{"role": "user", "content": 5}]},
+        {"messages": "hello"},
         {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
-        {"system": 5},
-        {"tools": {}},
         {"metadata": "x"},
     ],
 )
-def test_wrong_types_are_invalid_requests(change: dict) -> None:
+def test_wrong_types_of_what_the_gateway_reads_are_invalid_requests(change: dict) -> None:
     body = {**BASE, **change}
     body = {k: v for k, v in body.items() if v is not None}
     with pytest.raises(InvalidRequestError):
         parse(body)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "mid-conversation"}]},
+        {"messages": [{"role": "user", "content": 5}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+        {"system": 5},
+        {"stop_sequences": True},
+        {"temperature": "hot"},
+    ],
+    ids=["system-role", "content-int", "text-int", "system-int", "stop-sequences-bool", "temperature-str"],
+)
+def test_what_the_gateway_does_not_read_passes_through_for_the_upstream_to_judge(change: dict) -> None:
+    body = {**BASE, **change}
+    assert parse(body).body == body
+
+
+def test_tools_of_any_shape_need_the_tools_permission() -> None:
+    assert parse({**BASE, "tools": {}}).fields == ("tools",) and not parse({**BASE, "tools": {}}).uses_tools
+    assert parse({**BASE, "tools": [{"name": "t", "input_schema": {}}]}).uses_tools
 
 
 def test_count_tokens_needs_no_max_tokens() -> None:

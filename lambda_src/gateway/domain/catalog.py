@@ -32,7 +32,7 @@ _CATALOG_PATH = Path(__file__).resolve().parent.parent / "catalog.json"
 _RATE_NAMES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 _MODEL_KEYS = {
     "alias", "anthropic_ids", "tier", "prices", "bedrock", "vertex", "max_output_tokens", "context_window",
-    "lifecycle", "regional_uplift", "source", "sources", "unverified", "line", "note",
+    "lifecycle", "regional_uplift", "source", "sources", "unverified", "line", "note", "max_image_tokens",
 }  # fmt: skip
 
 
@@ -132,6 +132,7 @@ def _entry(raw: Mapping[str, Any]) -> CatalogEntry:
         vertex_regions=tuple(vertex.get("regions") or ()),
         max_output_tokens=_positive_int(raw, "max_output_tokens", where),
         context_window=_positive_int(raw, "context_window", where),
+        max_image_tokens=_positive_int(raw, "max_image_tokens", where) or 4784,
         lifecycle=_lifecycle(raw.get("lifecycle"), where),
         regional_uplift=bool(raw.get("regional_uplift", True)),
         source=raw["source"],

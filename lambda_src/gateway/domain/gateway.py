@@ -84,6 +84,13 @@ class Gateway:
 
     # -- POST /v1/messages ------------------------------------------------------------------------
 
+    async def resolve(self, end: RequestEnd) -> Principal:
+        """Who is calling, before the body is judged: a bad body from a known caller is audited as theirs."""
+        exchange = end.exchange
+        assert exchange.identity is not None, "the route sets the identity before the steps run"
+        principal = exchange.principal = await self.tenancy.resolve(exchange.identity)
+        return principal
+
     async def messages(self, end: RequestEnd, raw: bytes, beta: tuple[str, ...]) -> Reply:
         exchange = end.exchange
         try:
@@ -110,8 +117,11 @@ class Gateway:
 
     def _headers(self, end: RequestEnd, entry: CatalogEntry) -> dict[str, str]:
         headers = {**self.quota.headers(end.reservation), **lifecycle_headers(entry)}
-        if end.exchange.dropped_betas:
-            headers["x-gateway-dropped-betas"] = ",".join(end.exchange.dropped_betas)
+        exchange = end.exchange
+        if exchange.dropped_betas:
+            headers["x-gateway-dropped-betas"] = ",".join(exchange.dropped_betas)
+        if exchange.decision is not None and exchange.decision.clamped:
+            headers["x-gateway-clamped"] = "; ".join(exchange.decision.clamped)
         return headers
 
     # -- POST /v1/messages/count_tokens -----------------------------------------------------------
@@ -137,13 +147,8 @@ class Gateway:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    async def _resolve(self, exchange: Exchange) -> Principal:
-        assert exchange.identity is not None, "the route sets the identity before the steps run"
-        principal = exchange.principal = await self.tenancy.resolve(exchange.identity)
-        return principal
-
     async def _reader(self, end: RequestEnd, what: str) -> Principal:
-        principal = await self._resolve(end.exchange)
+        principal = _principal(end.exchange)
         require(await self.tenancy.permissions(principal), "read", what)
         return principal
 
@@ -166,7 +171,7 @@ class Gateway:
     async def _authorize(
         self, exchange: Exchange, request: MessagesRequest, entry: CatalogEntry
     ) -> tuple[Principal, PolicyDecision]:
-        principal = await self._resolve(exchange)
+        principal = _principal(exchange)
         decision = exchange.decision = await self.tenancy.authorize(principal, request, entry)
         return principal, decision
 
@@ -203,6 +208,11 @@ class Gateway:
             raise ServiceUnavailableError("the audit trail is unavailable; the request was not sent to a model")
         return reserved
 
+
+
+def _principal(exchange: Exchange) -> Principal:
+    assert exchange.principal is not None, "routes.serve resolves the caller before the steps run"
+    return exchange.principal
 
 
 def lifecycle_headers(entry: CatalogEntry) -> dict[str, str]:

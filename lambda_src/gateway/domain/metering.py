@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.domain import policy, pricing, quota
 from gateway.domain.catalog import Catalog
-from gateway.domain.errors import RateLimitError
+from gateway.domain.errors import PolicyLimitError, RateLimitError
 from gateway.domain.ports import QuotaStore, WindowRefused
 from gateway.domain.tenancy import TenancyService
 from gateway.models.exchange import MessagesRequest, PolicyDecision, Principal, Usage
@@ -58,8 +58,13 @@ class QuotaService:
             now,
         )
         too_big = quota.precheck(plan)
-        if too_big is not None:
-            raise self._refusal(plan, too_big, alone=True)
+        if too_big is not None:  # no amount of waiting makes it fit: the request is at fault
+            raise PolicyLimitError(
+                f"this request can never fit a limit: it may use {plan.amount.tokens} tokens and "
+                f"${plan.amount.usd_micros / quota.MICROS:.6f} (input at most, plus max_tokens), and "
+                f"{quota.refusal_message(too_big).removeprefix('rate limit reached: ').split(';')[0]} is lower; "
+                "send less input or a smaller max_tokens"
+            )
         try:
             await self.store.reserve(plan)
         except WindowRefused as refused:
@@ -129,10 +134,8 @@ class QuotaService:
             return
         self._known.update(await self.store.adjust(reservation.plan.charges, delta))
 
-    def _refusal(self, plan: QuotaPlan, charge: WindowCharge, *, alone: bool = False) -> RateLimitError:
+    def _refusal(self, plan: QuotaPlan, charge: WindowCharge) -> RateLimitError:
         message = quota.refusal_message(charge)
-        if alone:
-            message = f"this request alone (input + max_tokens) exceeds a limit: {message}"
         used = {(c.pk, c.sk): self._known.get((c.pk, c.sk), {}) for c in plan.charges}
         # The refusing window is spent as far as the caller is concerned.
         used[(charge.pk, charge.sk)] = {**used[(charge.pk, charge.sk)], **charge.limits}

@@ -15,7 +15,6 @@ from gateway.domain.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
-    PolicyLimitError,
     UnavailableInResidencyError,
 )
 from gateway.models.exchange import MessagesRequest, PolicyDecision
@@ -140,28 +139,127 @@ def decide(
         raise UnavailableInResidencyError(
             f"model {entry.alias} is not available in data residency {tenant.residency!r}"
         )
-    if request.uses_tools:
-        require(permissions, "tools", "tool use")
-    if request.has_images:
-        require(permissions, "vision", "image input")
-    if request.max_tokens > DEFAULT_MAX_TOKENS_CAP and "high_tokens" not in permissions:
-        raise PermissionDeniedError(
-            f"max_tokens {request.max_tokens} is above {DEFAULT_MAX_TOKENS_CAP}, "
-            "which your roles allow (permission 'high_tokens' lifts the cap)"
-        )
-    for limits, scope in ((tenant.limits, "your organization"), (principal_limits(tenant, principal), "you")):
-        cap = limits.max_tokens_per_request
-        if cap is not None and request.max_tokens > cap:
-            raise PolicyLimitError(
-                f"max_tokens: {request.max_tokens} is above the limit set for {scope} ({cap})"
-            )
+    check_carriers(request, permissions)
+    max_tokens, body, clamped = clamp(request, permissions, tenant, principal)
     if tenant.consent_required and not principal.consent_given_at:
         raise PermissionDeniedError(
             "your organization requires consent to its data-processing terms before you use the gateway; "
             "ask an operator to record it (gatewayctl principal consent)"
         )
-    body = with_notice(request.body, tenant.notice) if tenant.notice else request.body
-    return PolicyDecision(entry=entry, residency=tenant.residency, body=body)
+    if tenant.notice:
+        body = with_notice(body, tenant.notice)
+    return PolicyDecision(
+        entry=entry, residency=tenant.residency, body=body, max_tokens=max_tokens, clamped=tuple(clamped)
+    )
+
+
+# Every request field and content block type that can carry a capability, with the permission it needs
+# (docs/tenancy.md has the same table). A role that lacks a capability is refused any field or block type
+# this table does not know (403 naming it): it might be a new way to carry one.
+CARRIER_FIELDS: Mapping[str, str] = {
+    "tools": "tools",
+    "tool_choice": "tools",
+    "mcp_servers": "tools",
+    "container": "tools",  # code-execution containers, and the skills they load
+    "skills": "tools",
+}
+CARRIER_BLOCKS: Mapping[str, str] = {
+    "tool_use": "tools",
+    "tool_result": "tools",
+    "server_tool_use": "tools",
+    "web_search_tool_result": "tools",
+    "web_fetch_tool_result": "tools",
+    "code_execution_tool_result": "tools",
+    "bash_code_execution_tool_result": "tools",
+    "text_editor_code_execution_tool_result": "tools",
+    "tool_search_tool_result": "tools",
+    "tool_reference": "tools",
+    "mcp_tool_use": "tools",
+    "mcp_tool_result": "tools",
+    "container_upload": "tools",
+    "image": "vision",
+    "document": "vision",
+}
+# Fields and block types known to carry no capability.
+PLAIN_FIELDS = frozenset(
+    {
+        "metadata", "temperature", "top_p", "top_k", "stop_sequences", "thinking", "service_tier",
+        "context_management", "output_config", "output_format", "inference_geo", "anthropic_version",
+        "anthropic_beta",
+    }
+)  # fmt: skip
+PLAIN_BLOCKS = frozenset({"text", "thinking", "redacted_thinking", "search_result"})
+CAPABILITIES = ("tools", "vision")
+
+
+def check_carriers(request: MessagesRequest, permissions: frozenset[str]) -> None:
+    """Every capability the request carries must be granted; what the table does not know is refused
+    to a role that lacks any capability."""
+    if request.uses_tools:
+        require(permissions, "tools", "tool use")
+    if request.has_images:
+        require(permissions, "vision", "image and document input")
+    restricted = not set(CAPABILITIES) <= permissions
+    for name in request.fields:
+        needed = CARRIER_FIELDS.get(name)
+        if needed is not None:
+            require(permissions, needed, f"the field {name!r}")
+        elif restricted and name not in PLAIN_FIELDS:
+            raise PermissionDeniedError(
+                f"the field {name!r} is not one the gateway can judge for your roles, which lack "
+                f"{_missing(permissions)}; it was not sent"
+            )
+    for kind, where in request.blocks:
+        needed = CARRIER_BLOCKS.get(kind)
+        if needed is not None:
+            require(permissions, needed, f"{kind!r} content blocks ({where})")
+        elif restricted and kind not in PLAIN_BLOCKS:
+            raise PermissionDeniedError(
+                f"the content block type {kind!r} ({where}) is not one the gateway can judge for your roles, "
+                f"which lack {_missing(permissions)}; it was not sent"
+            )
+
+
+def _missing(permissions: frozenset[str]) -> str:
+    return " and ".join(repr(c) for c in CAPABILITIES if c not in permissions)
+
+
+# Without high_tokens, max_tokens is at most this; a thinking budget lowered to fit keeps at least
+# the API's smallest budget, or thinking is turned off.
+MIN_THINKING_BUDGET = 1024
+
+
+def clamp(
+    request: MessagesRequest, permissions: frozenset[str], tenant: TenantConfig, principal: PrincipalRecord
+) -> tuple[int, dict[str, Any], list[str]]:
+    """max_tokens clamped (not refused) to the role's cap and the tenant's and principal's
+    max_tokens_per_request; a thinking budget above the new value lowered to fit. Returns the effective
+    max_tokens, the body to forward and what was clamped."""
+    requested = effective = request.max_tokens
+    caps = [] if "high_tokens" in permissions else [DEFAULT_MAX_TOKENS_CAP]
+    caps += [
+        cap
+        for cap in (tenant.limits.max_tokens_per_request, principal_limits(tenant, principal).max_tokens_per_request)
+        if cap is not None
+    ]
+    for cap in caps:
+        effective = min(effective, cap) if effective else effective
+    if effective == requested:
+        return effective, request.body, []
+    body = dict(request.body)
+    body["max_tokens"] = effective
+    clamped = [f"max_tokens={requested}->{effective}"]
+    thinking = body.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= effective:
+        lowered = effective // 2
+        if lowered >= MIN_THINKING_BUDGET:
+            body["thinking"] = {**thinking, "budget_tokens": lowered}
+            clamped.append(f"thinking.budget_tokens={budget}->{lowered}")
+        else:
+            body["thinking"] = {"type": "disabled"}
+            clamped.append(f"thinking={thinking.get('type')}->disabled")
+    return effective, body, clamped
 
 
 def with_notice(body: dict[str, Any], notice: str) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class CatalogEntry:
     vertex_regions: tuple[str, ...] = ()  # where Google documents the model (informative)
     max_output_tokens: int | None = None  # None: only the gateway-wide ceiling applies
     context_window: int | None = None
+    # The most tokens one image can cost on this model (its images are resized below this).
+    max_image_tokens: int = 4784
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # The 10% regional premium of Bedrock's geographic profiles and Vertex's regional endpoints.
     regional_uplift: bool = True

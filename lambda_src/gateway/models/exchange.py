@@ -59,14 +59,25 @@ class MessagesRequest:
     body: dict[str, Any]
     body_sha256: str
     beta: tuple[str, ...] = ()
+    # Top-level fields beyond model, max_tokens, messages, system and stream; content block types with
+    # where each was first seen (messages.3.content.0): what policy's carrier table judges.
+    fields: tuple[str, ...] = ()
+    blocks: tuple[tuple[str, str], ...] = ()
+    # Input tokens at most (before the per-model image bound and context cap); None: use the estimate.
+    input_bound: int | None = None
+    images: int = 0
+    unbounded_documents: int = 0  # documents whose tokens only the model's context window bounds
+    cache_ttl: str | None = None  # "5m" or "1h": the dearest cache write the request asks for
 
 
 @dataclass(frozen=True)
 class PolicyDecision:
     entry: CatalogEntry
     residency: str
-    # The body to forward: the request's, or with the tenant's notice appended to the system prompt.
+    # The body to forward: the request's, with the tenant's notice appended and max_tokens clamped.
     body: dict[str, Any]
+    max_tokens: int | None = None  # after clamping; None: the request's
+    clamped: tuple[str, ...] = ()  # what was clamped, e.g. "max_tokens=32000->4096"
 
 
 @dataclass(frozen=True)

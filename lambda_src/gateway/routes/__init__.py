@@ -92,6 +92,7 @@ async def serve(
     try:
         # Without an identity there is no one to audit: the 401 is the authorizer's answer.
         end.exchange.identity = caller_identity(request.scope)
+        await gateway.resolve(end)
         return await work(gateway, end)
     except Exception as exc:
         error = end.failed(exc)
