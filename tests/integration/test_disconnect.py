@@ -73,3 +73,28 @@ def test_a_client_gone_after_the_first_event_is_recorded_once_settled_and_the_up
     assert minute["requests"]["used"] == 1
     # settled to the exact input message_start reported plus max_tokens of output
     assert minute["tokens"]["used"] == outcome["input_tokens"] + MAX_TOKENS
+
+
+def test_a_client_gone_while_sending_the_body_is_audited_as_a_disconnection_under_its_tenant(
+    caller, audit_stream
+) -> None:
+    """Half a body and then the connection closes: one `error` record, `client_disconnected` (not a 500,
+    not tenant `_unknown`), no reservation and no upstream call."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(caller.stack.endpoint)
+    caller.stack.reset_counts()
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nHost: {endpoint.netloc}\r\n"
+        f"authorization: Bearer {caller.user.token}\r\ncontent-type: application/json\r\n"
+        "content-length: 100000\r\n\r\n"
+    )
+    with socket.create_connection((endpoint.hostname, endpoint.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [')
+        time.sleep(0.3)  # the server is reading the body when the client leaves
+
+    [outcome] = audit_stream.outcomes(caller.tenant_id)  # filed under the caller's tenant
+    assert (outcome["event_type"], outcome["error_type"], outcome["status"]) == ("error", "client_disconnected", 499)
+    assert outcome["principal"]  # the caller's pseudonym
+    assert caller.stack.recent_requests() == []

@@ -83,6 +83,14 @@ class UnavailableInResidencyError(NotFoundError):
     policy_refusal = True
 
 
+class ClientGoneError(GatewayError):
+    """The client left before the request was complete (mid-body): nothing can be answered, but the
+    attempt is audited, under its tenant, as a disconnection. 499 is for the record only."""
+
+    status = 499
+    error_type = "client_disconnected"
+
+
 class ApiError(GatewayError):
     status = 500
     error_type = "api_error"

@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.domain.errors import AuthenticationError, RequestTooLargeError
+from gateway.domain.errors import AuthenticationError, ClientGoneError, RequestTooLargeError
 from gateway.domain.gateway import Gateway
 from gateway.domain.request_end import RequestEnd
 from gateway.models.exchange import CallerIdentity, RequestMeta
@@ -113,9 +113,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGoneError("the client left while sending the request body") from None
     return b"".join(chunks)
