@@ -12,9 +12,11 @@ from gateway.domain.catalog import CatalogEntry, load_catalog
 from gateway.domain.errors import PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from gateway.domain.failover import UpstreamFailure
 from gateway.models.exchange import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
+from gateway.models.tenancy import PrincipalRecord, TenantConfig
 from gateway.settings import Settings
 
 SONNET = "claude-sonnet-4-5"
+SECRET = "ab" * 32  # the fake principal's pseudonym secret
 
 
 def settings(**overrides: Any) -> Settings:
@@ -57,7 +59,15 @@ class FakeTenancy:
         self.calls.append("resolve")
         if identity.principal_id in self.denied_principals:
             raise PermissionDeniedError("principal suspended")
-        return Principal(id=identity.principal_id, tenant_id="t1", roles=("power_user",), pseudonym="p" * 64)
+        record = PrincipalRecord(identity.principal_id, "t1", ("power_user",), pseudonym_secret=SECRET)
+        return Principal(
+            id=identity.principal_id,
+            tenant_id="t1",
+            roles=("power_user",),
+            pseudonym="p" * 64,
+            record=record,
+            tenant=TenantConfig("t1", "T1", residency=self.residency),
+        )
 
     async def authorize(
         self, principal: Principal, request: MessagesRequest, entry: CatalogEntry | None = None

@@ -8,8 +8,10 @@ import httpx
 import pytest
 from gateway.app import create_app
 from gateway.domain.failover import UpstreamFailure
+from gateway.domain.pseudonym import pseudonymize
 
 from tests.unit.runtime_fakes import (
+    SECRET,
     SONNET,
     FakeAudit,
     FakeQuota,
@@ -93,7 +95,9 @@ async def test_message_is_served_metered_and_audited(world: World) -> None:
     assert outcome.served_by is not None and outcome.served_by.region == "us-east-1"
     assert outcome.cost_usd == cost
     assert outcome.response_sha256 and len(outcome.response_sha256) == 64
-    assert outcome.first_byte_at is not None and outcome.meta.source_ip == "10.0.0.9"
+    # The source IP is kept only as a pseudonym under the principal's key (erasure unlinks it).
+    assert outcome.first_byte_at is not None and "10.0.0.9" not in outcome.meta.source_ip
+    assert outcome.meta.source_ip == pseudonymize(SECRET, "source_ip", "10.0.0.9")
 
 
 async def test_unknown_fields_pass_through_to_the_upstream(world: World) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -29,6 +29,7 @@ from gateway.domain.errors import (
 from gateway.domain.failover import FailoverChain
 from gateway.domain.policy import require
 from gateway.domain.ports import AuditSink, Metrics, Quota, Reservation, Tenancy
+from gateway.domain.pseudonym import pseudonymize
 from gateway.domain.relay import Relay
 from gateway.domain.request import parse_messages_request
 from gateway.domain.request_end import RequestEnd
@@ -88,7 +89,12 @@ class Gateway:
         """Who is calling, before the body is judged: a bad body from a known caller is audited as theirs."""
         exchange = end.exchange
         assert exchange.identity is not None, "the route sets the identity before the steps run"
-        principal = exchange.principal = await self.tenancy.resolve(exchange.identity)
+        try:
+            principal = exchange.principal = await self.tenancy.resolve(exchange.identity)
+        except BaseException:
+            exchange.meta = client_details(exchange.meta, None)
+            raise
+        exchange.meta = client_details(exchange.meta, principal)
         return principal
 
     async def messages(self, end: RequestEnd, raw: bytes, beta: tuple[str, ...]) -> Reply:
@@ -208,6 +214,20 @@ class Gateway:
             raise ServiceUnavailableError("the audit trail is unavailable; the request was not sent to a model")
         return reserved
 
+
+
+def client_details(meta: RequestMeta, principal: Principal | None) -> RequestMeta:
+    """The source IP and user agent as the audit trail may keep them: no direct identifier of a person
+    (docs/audit.md, Personal data). A caller that does not resolve has no key: both are dropped."""
+    record, tenant = (principal.record, principal.tenant) if principal is not None else (None, None)
+    if record is None or not record.pseudonym_secret or tenant is None or tenant.client_details == "drop":
+        return replace(meta, source_ip="", user_agent="")
+    secret = record.pseudonym_secret
+    return replace(
+        meta,
+        source_ip=pseudonymize(secret, "source_ip", meta.source_ip) if meta.source_ip else "",
+        user_agent=pseudonymize(secret, "user_agent", meta.user_agent) if meta.user_agent else "",
+    )
 
 
 def _principal(exchange: Exchange) -> Principal:

@@ -21,3 +21,9 @@ def new_secret() -> str:
 
 def pseudonym(secret_hex: str, principal_id: str) -> str:
     return hmac.new(bytes.fromhex(secret_hex), principal_id.encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonymize(secret_hex: str, kind: str, value: str) -> str:
+    """A value that identifies a person (source IP, user agent) as it may stand in the immutable trail:
+    keyed by the principal's secret, so erasing the secret unlinks it too."""
+    return hmac.new(bytes.fromhex(secret_hex), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]

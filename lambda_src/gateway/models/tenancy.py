@@ -9,6 +9,7 @@ from typing import Any
 ACTIVE = "active"
 SUSPENDED = "suspended"
 STATUSES = (ACTIVE, SUSPENDED)
+CLIENT_DETAILS = ("pseudonymize", "drop")
 
 LIMIT_NAMES = (
     "requests_per_minute",
@@ -76,6 +77,9 @@ class TenantConfig:
     consent_required: bool = False
     # Appended to the system prompt of every request when set (e.g. a data-processing notice).
     notice: str | None = None
+    # What the audit trail keeps of the caller's source IP and user agent: "pseudonymize" (keyed by the
+    # principal's secret, unlinked by erasure) or "drop".
+    client_details: str = "pseudonymize"
     # Role name -> permissions, from the tenant's ROLE# items; these replace built-ins of the same name.
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
 

@@ -87,6 +87,7 @@ def tenant_from_item(item: Mapping[str, Any], role_items: Iterable[Mapping[str, 
         principal_limits=Limits.from_mapping(item.get("principal_limits")),
         consent_required=bool(item.get("consent_required", False)),
         notice=item.get("notice") or None,
+        client_details="drop" if item.get("client_details") == "drop" else "pseudonymize",
         roles=roles,
     )
 
