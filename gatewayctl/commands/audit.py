@@ -50,7 +50,7 @@ def _date(text: str) -> dt.date:
 
 
 def _query(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
     from stacks.audit_queries import NAMED_QUERIES
 
     if bool(args.sql) == bool(args.named):
@@ -66,8 +66,8 @@ def _query(args: Any) -> int:
             f"the query has {sql.count('?')} parameter(s) (?), {len(args.param)} --param given"
         )
     try:
-        result = audit.query_for(target.resolve(args))(sql, args.param)
-    except audit.AuditError as exc:
+        result = auditing.query_for(target.resolve(args))(sql, args.param)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     emit(args, result.dicts(), columns=result.columns)
     return 0
@@ -82,11 +82,11 @@ def _queries(args: Any) -> int:
 
 
 def _verify(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     try:
-        report = audit.verify_target(target.resolve(args), args.date_from, args.date_to or args.date_from)
-    except audit.AuditError as exc:
+        report = auditing.verify_target(target.resolve(args), args.date_from, args.date_to or args.date_from)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     data = report.to_dict()
     if getattr(args, "json", False):
@@ -104,7 +104,7 @@ def _verify(args: Any) -> int:
 
 
 def _redrive(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
-    emit(args, {"redriven": audit.redrive_dlq(target.resolve(args))})
+    emit(args, {"redriven": auditing.redrive_dlq(target.resolve(args))})
     return 0

@@ -21,10 +21,10 @@ def register(sub: Any) -> None:
 
 
 def _create(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    made = tenancy.create_client(
-        target.resolve(args), args.tenant_id, args.name, args.roles, limits=tenancy.parse_limits(args.limits)
+    made = admin.create_client(
+        target.resolve(args), args.tenant_id, args.name, args.roles, limits=admin.parse_limits(args.limits)
     )
     emit(args, made, columns=("client_id", "client_secret", "tenant_id", "roles", "scope"))
     if not args.json:

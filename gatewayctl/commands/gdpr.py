@@ -36,11 +36,11 @@ def register(sub: Any) -> None:
 
 
 def _export(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     try:
-        data = audit.export_principal(target.resolve(args), args.principal_id)
-    except audit.AuditError as exc:
+        data = auditing.export_principal(target.resolve(args), args.principal_id)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     if args.out:
@@ -52,13 +52,13 @@ def _export(args: Any) -> int:
 
 
 def _erase(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     if not args.yes:
         raise CommandError("erasure cannot be undone: pass --yes to confirm", exit_code=2)
     try:
-        result = audit.erase_principal(target.resolve(args), args.principal_id)
-    except audit.AuditError as exc:
+        result = auditing.erase_principal(target.resolve(args), args.principal_id)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     if getattr(args, "json", False):
         emit(args, result)

@@ -53,18 +53,18 @@ def register(sub: Any) -> None:
 
 
 def _add(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.add_principal(
+        admin.add_principal(
             target.resolve(args),
             args.tenant_id,
             args.principal_id,
             args.roles,
             kind=args.kind,
             consent=args.consent,
-            limits=tenancy.parse_limits(args.limits),
+            limits=admin.parse_limits(args.limits),
         ),
         columns=_COLUMNS,
     )
@@ -72,39 +72,39 @@ def _add(args: Any) -> int:
 
 
 def _roles(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.set_roles(target.resolve(args), args.principal_id, args.roles), columns=_COLUMNS)
+    emit(args, admin.set_roles(target.resolve(args), args.principal_id, args.roles), columns=_COLUMNS)
     return 0
 
 
 def _consent(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.set_consent(target.resolve(args), args.principal_id, given=not args.withdraw),
+        admin.set_consent(target.resolve(args), args.principal_id, given=not args.withdraw),
         columns=_COLUMNS,
     )
     return 0
 
 
 def _remove(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.remove_principal(target.resolve(args), args.principal_id))
+    emit(args, admin.remove_principal(target.resolve(args), args.principal_id))
     return 0
 
 
 def _show(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.get_principal(target.resolve(args), args.principal_id), columns=_COLUMNS)
+    emit(args, admin.get_principal(target.resolve(args), args.principal_id), columns=_COLUMNS)
     return 0
 
 
 def _list(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.list_principals(target.resolve(args), args.tenant_id), columns=_COLUMNS)
+    emit(args, admin.list_principals(target.resolve(args), args.tenant_id), columns=_COLUMNS)
     return 0

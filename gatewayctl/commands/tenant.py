@@ -74,18 +74,18 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _create(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.create_tenant(
+        admin.create_tenant(
             target.resolve(args),
             args.tenant_id,
             name=args.name,
             residency=args.residency or "us",
             allowed_models=args.models or (),
-            limits=tenancy.parse_limits(args.limits),
-            principal_limits=tenancy.parse_limits(args.principal_limits),
+            limits=admin.parse_limits(args.limits),
+            principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=bool(args.consent_required),
             notice=args.notice,
         ),
@@ -95,10 +95,10 @@ def _create(args: Any) -> int:
 
 
 def _show(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
     from gatewayctl.output import table
 
-    view = tenancy.get_tenant(target.resolve(args), args.tenant_id)
+    view = admin.get_tenant(target.resolve(args), args.tenant_id)
     if args.json:
         emit(args, view)
         return 0
@@ -112,26 +112,26 @@ def _show(args: Any) -> int:
 
 
 def _list(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.list_tenants(target.resolve(args)), columns=_COLUMNS)
+    emit(args, admin.list_tenants(target.resolve(args)), columns=_COLUMNS)
     return 0
 
 
 def _update(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     models = [] if args.all_models else args.models
     emit(
         args,
-        tenancy.update_tenant(
+        admin.update_tenant(
             target.resolve(args),
             args.tenant_id,
             name=args.name,
             residency=args.residency,
             allowed_models=models,
-            limits=tenancy.parse_limits(args.limits),
-            principal_limits=tenancy.parse_limits(args.principal_limits),
+            limits=admin.parse_limits(args.limits),
+            principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=args.consent_required,
             notice="" if args.clear_notice else args.notice,
         ),
@@ -141,11 +141,11 @@ def _update(args: Any) -> int:
 
 
 def _suspend(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.suspend_tenant(target.resolve(args), args.tenant_id, suspended=args.suspended),
+        admin.suspend_tenant(target.resolve(args), args.tenant_id, suspended=args.suspended),
         columns=_COLUMNS,
     )
     return 0

@@ -18,9 +18,9 @@ def register(sub: Any) -> None:
 
 
 def _show(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    report = tenancy.usage(target.resolve(args), args.tenant_id, principal_id=args.principal_id)
+    report = admin.usage(target.resolve(args), args.tenant_id, principal_id=args.principal_id)
     if args.json:
         emit(args, report)
         return 0

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.commands.demo import free_port_run
 from gatewayctl.demo import Demo, Out, StepResult
-from gatewayctl.local.processes import alive
+from gatewayctl.local.processes import alive, free_port_run
 from gatewayctl.target import Target
 
 REPO = Path(__file__).resolve().parents[2]

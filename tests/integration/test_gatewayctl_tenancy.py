@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from gatewayctl import cli, tenancy
+from gatewayctl import admin as tenancy
+from gatewayctl import cli
 from gatewayctl.output import CommandError
 from tests.integration import test_tenancy_support as support
 

@@ -14,9 +14,9 @@ from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.domain.pseudonym import pseudonym
 from gateway.models.exchange import Principal
 
-from gatewayctl import audit as trail
+from gatewayctl import admin as tenancy
+from gatewayctl import auditing as trail
 from gatewayctl import target as target_module
-from gatewayctl import tenancy
 from gatewayctl.cli import main
 from gatewayctl.local.access_log import write_access_log
 from gatewayctl.local.pump import Pump
