@@ -34,6 +34,9 @@ def gateway_settings(target: Any) -> Any:
     if target.kind == "local":
         for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
             os.environ.setdefault(name, value)  # the emulators check the SigV4 shape, not the keys
+        # Vertex's credentials (Workload Identity Federation, google.auth.aws) sign with the region
+        # from the environment, as the gateway's process has it; without one they fail.
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = target.region
         return _local_settings(target)
     function = target.output("GatewayFunctionName")
     try:

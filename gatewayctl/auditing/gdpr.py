@@ -15,10 +15,11 @@ from typing import Any
 from gateway.domain.pseudonym import pseudonym
 from gateway.models import tenant_items, usage_items
 
+from gatewayctl.admin import directory
 from gatewayctl.admin.dynamo import from_item, to_item
-from gatewayctl.admin.validation import check_principal_id
 from gatewayctl.auditing.objects import AuditError
 from gatewayctl.auditing.query import QueryFn, query_for
+from gatewayctl.auditing.remains import after_erasure
 from stacks.audit_queries import NAMED_QUERIES
 
 
@@ -27,14 +28,19 @@ def principal_key(principal_id: str) -> dict[str, Any]:
     return to_item(tenant_items.principal_key(principal_id))
 
 
-def export_principal(target: Any, principal_id: str) -> dict[str, Any]:
-    return gdpr_export(target.client("dynamodb"), target.output("TenantsTableName"), principal_id, query_for(target))
+def export_principal(target: Any, who: str) -> dict[str, Any]:
+    """Export by principal id, or by a person's Cognito user name or e-mail."""
+    principal_id = directory.resolve(target, who)
+    return gdpr_export(
+        target.client("dynamodb"), target.output("TenantsTableName"), principal_id, query_for(target)
+    )
 
 
-def erase_principal(target: Any, principal_id: str) -> dict[str, Any]:
-    # Checked before any call: the id goes into a ListUsers filter string, so no quote may reach it.
-    check_principal_id(principal_id)
-    return gdpr_erase(
+def erase_principal(target: Any, who: str) -> dict[str, Any]:
+    """Erase by principal id, or by a person's Cognito user name or e-mail; the report says what
+    was deleted and what remains (gatewayctl/auditing/remains.py)."""
+    principal_id = directory.resolve(target, who)  # checks `who` before any call
+    report = gdpr_erase(
         target.client("dynamodb"),
         target.client("cognito-idp"),
         tenants_table=target.output("TenantsTableName"),
@@ -42,6 +48,8 @@ def erase_principal(target: Any, principal_id: str) -> dict[str, Any]:
         user_pool_id=target.output("UserPoolId"),
         principal_id=principal_id,
     )
+    report["remains"] = after_erasure(target, kind=report["kind"])
+    return report
 
 
 def gdpr_export(ddb: Any, tenants_table: str, principal_id: str, query: QueryFn) -> dict[str, Any]:

@@ -6,9 +6,9 @@ objects in the local stack (table `audit_events`, partitions tenant and dt as co
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from gatewayctl.options import iso_date
 from gatewayctl.output import CommandError, emit
 
 
@@ -34,19 +34,12 @@ def register(sub: Any) -> None:
         help="every request in the access logs has its audit records, and every audit object is locked; "
         "exits 1 when anything is missing or extra",
     )
-    verify.add_argument("--from", dest="date_from", type=_date, required=True, help="YYYY-MM-DD (UTC)")
-    verify.add_argument("--to", dest="date_to", type=_date, help="YYYY-MM-DD (UTC), default: --from")
+    verify.add_argument("--from", dest="date_from", type=iso_date, required=True, help="YYYY-MM-DD (UTC)")
+    verify.add_argument("--to", dest="date_to", type=iso_date, help="YYYY-MM-DD (UTC), default: --from")
     verify.set_defaults(func=_verify)
 
     redrive = group.add_parser("redrive-dlq", help="put dead-lettered audit records back on the audit stream")
     redrive.set_defaults(func=_redrive)
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _query(args: Any) -> int:

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from gatewayctl.commands.login import cache_path, endpoint_of, fresh_token
+from gatewayctl.options import positive_int
 from gatewayctl.output import CommandError
 from gatewayctl.target import resolve
 
@@ -21,7 +22,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--model", default="claude-haiku-4-5", help="alias or model id (default claude-haiku-4-5)"
     )
-    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--max-tokens", type=positive_int, default=1024)
     parser.add_argument("--system", default=None)
     parser.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
     parser.set_defaults(func=_chat)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from gatewayctl.options import limit
 from gatewayctl.output import emit
 
 
@@ -16,7 +17,7 @@ def register(sub: Any) -> None:
     create.add_argument("tenant_id")
     create.add_argument("name")
     create.add_argument("--role", action="append", dest="roles", required=True, help="repeatable")
-    create.add_argument("--limit", action="append", dest="limits", metavar="NAME=VALUE")
+    create.add_argument("--limit", action="append", dest="limits", type=limit, metavar="NAME=VALUE")
     create.set_defaults(func=_create)
 
 

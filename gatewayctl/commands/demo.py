@@ -11,9 +11,7 @@ import signal
 import time
 from typing import Any
 
-from gatewayctl.commands.local import DEFAULT_PORTS
-
-PORT_NAMES = ("gateway", "moto", "bedrock_control", "vertex", "bedrock_base")
+from gatewayctl.commands.local import port_options, ports_of
 
 
 def register(sub: Any) -> None:
@@ -23,14 +21,7 @@ def register(sub: Any) -> None:
         "failover, audit, GDPR); exits non-zero if any step does not show it",
     )
     demo.add_argument("--keep", action="store_true", help="leave the local stack running afterwards")
-    demo.add_argument(
-        "--free-ports",
-        action="store_true",
-        help="start the stack on free ports (any) instead of the `local up` defaults",
-    )
-    for name in PORT_NAMES:
-        flag = "--" + name.replace("_", "-") + "-port"
-        demo.add_argument(flag, type=int, default=None, dest=f"{name}_port", help="as for `local up`")
+    port_options(demo)
     demo.set_defaults(func=_demo)
 
 
@@ -50,7 +41,7 @@ def _demo(args: Any) -> int:
             out.line(f"Using the local stack already running (pid {running}); it stays up afterwards.", indent=0)
         else:
             with out.waiting("Starting the local stack (moto, emulators, the gateway, the audit pump)"):
-                _, started = lifecycle.start(LOCAL_STATE, ports=_ports(args))
+                _, started = lifecycle.start(LOCAL_STATE, ports=ports_of(args))
         target = load_local(LOCAL_STATE)
         out.line(f"gateway: {target.local['endpoint']}   (state: {LOCAL_STATE})", indent=0)
         ok = Demo(target, out=out, export_dir=LOCAL_STATE.parent).run()
@@ -67,17 +58,6 @@ def _demo(args: Any) -> int:
             out.line("The stack keeps running (--keep): `gatewayctl local status`, `gatewayctl local down`.", indent=0)
     out.line(f"demo took {time.monotonic() - began:.0f}s", indent=0)
     return 0 if ok else 1
-
-
-def _ports(args: Any) -> dict[str, int]:
-    """The `local up` ports, with those given on the command line; --free-ports picks a free run."""
-    from gatewayctl.local.processes import free_port_run
-
-    chosen = dict(DEFAULT_PORTS)
-    if args.free_ports:
-        base = free_port_run(10)  # gateway, moto, control, vertex, then one per Bedrock region
-        chosen = dict(zip(PORT_NAMES, (base, base + 1, base + 2, base + 3, base + 4), strict=True))
-    return {name: getattr(args, f"{name}_port") or chosen[name] for name in PORT_NAMES}
 
 
 def _interrupt(*_: Any) -> None:

@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+from gatewayctl.options import port as port_type
+from gatewayctl.options import positive_seconds
 from gatewayctl.output import CommandError, emit
 
 DEFAULT_PORTS = {"gateway": 8700, "moto": 8701, "bedrock_control": 8702, "vertex": 8703, "bedrock_base": 8710}
@@ -23,15 +25,7 @@ def register(sub: Any) -> None:
     )
     up = group.add_parser("up", help="start the local stack (Ctrl-C stops it, unless --detach)")
     up.add_argument("--detach", action="store_true", help="return once the stack is up; `local down` stops it")
-    for name, port in DEFAULT_PORTS.items():
-        flag = "--" + name.replace("_", "-") + "-port"
-        up.add_argument(
-            flag,
-            type=int,
-            default=port,
-            dest=f"{name}_port",
-            help=f"default {port}" + (" (region i listens on this + i)" if name == "bedrock_base" else ""),
-        )
+    port_options(up)
     up.add_argument("--region", default="us-east-1", help="the gateway's own AWS region (emulated)")
     up.add_argument(
         "--bedrock-regions",
@@ -41,10 +35,38 @@ def register(sub: Any) -> None:
     )
     up.add_argument("--no-vertex", action="store_true", help="no Vertex emulator (no Vertex fallback)")
     up.add_argument("--no-demo", action="store_true", help="do not seed the demo tenants and people")
-    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the stack")
+    up.add_argument("--timeout", type=positive_seconds, default=90.0, help="seconds to wait for the stack")
     up.set_defaults(func=_up)
     group.add_parser("down", help="stop the local stack; nothing is left running").set_defaults(func=_down)
     group.add_parser("status", help="is the local stack up, and does every part answer").set_defaults(func=_status)
+
+
+def port_options(parser: Any) -> None:
+    """The port flags of `local up` (and `demo`): each defaults to DEFAULT_PORTS, or with --free-ports
+    to a run of free ports."""
+    parser.add_argument(
+        "--free-ports", action="store_true", help="free ports (any) for the ports not given, not the defaults"
+    )
+    for name, port in DEFAULT_PORTS.items():
+        flag = "--" + name.replace("_", "-") + "-port"
+        parser.add_argument(
+            flag,
+            type=port_type,
+            default=None,
+            dest=f"{name}_port",
+            help=f"default {port}" + (" (region i listens on this + i)" if name == "bedrock_base" else ""),
+        )
+
+
+def ports_of(args: Any) -> dict[str, int]:
+    """The ports given on the command line; the others from DEFAULT_PORTS, or free ones with --free-ports."""
+    chosen = dict(DEFAULT_PORTS)
+    if args.free_ports:
+        from gatewayctl.local.processes import free_port_run
+
+        base = free_port_run(10)  # gateway, moto, control, vertex, then one per Bedrock region
+        chosen = {name: base + i for i, name in enumerate(DEFAULT_PORTS)}
+    return {name: getattr(args, f"{name}_port") or chosen[name] for name in DEFAULT_PORTS}
 
 
 def _up(args: Any) -> int:
@@ -58,7 +80,7 @@ def _up(args: Any) -> int:
     try:
         child, state = lifecycle.start(
             LOCAL_STATE,
-            ports={name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS},
+            ports=ports_of(args),
             region=args.region,
             bedrock_regions=bedrock_regions,
             vertex=not args.no_vertex,

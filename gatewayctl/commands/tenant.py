@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gatewayctl.options import limit
 from gatewayctl.output import emit
 
 _COLUMNS = ("tenant_id", "name", "status", "residency", "allowed_models", "limits", "consent_required")
@@ -56,11 +57,12 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="allow this model (repeatable); none given: every catalog model",
     )
-    parser.add_argument("--limit", action="append", dest="limits", metavar="NAME=VALUE", help=_LIMITS_HELP)
+    parser.add_argument("--limit", action="append", dest="limits", type=limit, metavar="NAME=VALUE", help=_LIMITS_HELP)
     parser.add_argument(
         "--principal-limit",
         action="append",
         dest="principal_limits",
+        type=limit,
         metavar="NAME=VALUE",
         help="a limit for each principal of the tenant; " + _LIMITS_HELP,
     )
@@ -96,9 +98,12 @@ def _create(args: Any) -> int:
 
 def _show(args: Any) -> int:
     from gatewayctl import admin, target
+    from gatewayctl.admin import directory
     from gatewayctl.output import table
 
-    view = admin.get_tenant(target.resolve(args), args.tenant_id)
+    where = target.resolve(args)
+    view = admin.get_tenant(where, args.tenant_id)
+    view["principals"] = directory.people(where, view["principals"])
     if args.json:
         emit(args, view)
         return 0
@@ -107,7 +112,8 @@ def _show(args: Any) -> int:
     print("\nroles")
     print(table([{"role": r, "permissions": p} for r, p in view["roles"].items()]))
     print("\nprincipals")
-    print(table(view["principals"], ("principal_id", "kind", "roles", "status", "consent_given_at")))
+    people = ("principal_id", "username", "email", "kind", "roles", "status", "consent_given_at")
+    print(table(view["principals"], people))
     return 0
 
 

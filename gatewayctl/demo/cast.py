@@ -55,7 +55,12 @@ def ensure_person(target: Target, spec: dict[str, Any], password: str | None) ->
     try:
         attributes = idp.admin_get_user(UserPoolId=pool_id, Username=spec["username"])["UserAttributes"]
     except idp.exceptions.UserNotFoundException:
-        created = idp.admin_create_user(UserPoolId=pool_id, Username=spec["username"], MessageAction="SUPPRESS")
+        created = idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=spec["username"],
+            UserAttributes=[{"Name": "email", "Value": spec["username"]}],
+            MessageAction="SUPPRESS",
+        )
         attributes = created["User"]["Attributes"]
         password = None
     sub = next(a["Value"] for a in attributes if a["Name"] == "sub")

@@ -35,7 +35,10 @@ class User:
 def create_user(idp: Any, pool_id: str, username: str, password: str | None = None) -> User:
     """A confirmed Cognito user (admin_create_user + a permanent password)."""
     password = password or "Pw-" + secrets.token_urlsafe(12)
-    created = idp.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
+    attributes = [{"Name": "email", "Value": username}] if "@" in username else []
+    created = idp.admin_create_user(
+        UserPoolId=pool_id, Username=username, UserAttributes=attributes, MessageAction="SUPPRESS"
+    )
     idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
     sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
     return User(username=username, password=password, sub=sub)
