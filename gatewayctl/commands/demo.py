@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
 
 
 def _demo(args: Any) -> int:
+    from gatewayctl import paths
     from gatewayctl.demo import Demo, Out
     from gatewayctl.local import lifecycle
     from gatewayctl.target import LOCAL_STATE, load_local
@@ -33,6 +34,7 @@ def _demo(args: Any) -> int:
     out = Out()
     started: dict[str, Any] = {}  # the state of the stack this demo started (and stops)
     running = lifecycle.running_pid(LOCAL_STATE)
+    state_path = LOCAL_STATE if running else paths.local_home() / "stack.json"
     began = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated demo still stops its stack (finally)
     ok = False
@@ -41,14 +43,14 @@ def _demo(args: Any) -> int:
             out.line(f"Using the local stack already running (pid {running}); it stays up afterwards.", indent=0)
         else:
             with out.waiting("Starting the local stack (moto, emulators, the gateway, the audit pump)"):
-                _, started = lifecycle.start(LOCAL_STATE, ports=ports_of(args))
-        target = load_local(LOCAL_STATE)
-        out.line(f"gateway: {target.local['endpoint']}   (state: {LOCAL_STATE})", indent=0)
-        ok = Demo(target, out=out, export_dir=LOCAL_STATE.parent).run()
+                _, started = lifecycle.start(state_path, ports=ports_of(args))
+        target = load_local(state_path)
+        out.line(f"gateway: {target.local['endpoint']}   (state: {state_path})", indent=0)
+        ok = Demo(target, out=out, export_dir=state_path.parent).run()
     finally:
         if started and not args.keep:
             with out.waiting("Stopping the local stack"):
-                lifecycle.stop(LOCAL_STATE)
+                lifecycle.stop(state_path)
             out.line(
                 f"local stack (pid {started['pid']}, audit pump pid {started.get('pump_pid')}) stopped; "
                 "nothing is left running",

@@ -70,16 +70,17 @@ def ports_of(args: Any) -> dict[str, int]:
 
 
 def _up(args: Any) -> int:
+    from gatewayctl import paths
     from gatewayctl.local import lifecycle, processes
-    from gatewayctl.target import LOCAL_STATE
 
+    state_path = paths.local_home() / "stack.json"
     try:
         bedrock_regions = json.loads(args.bedrock_regions) if args.bedrock_regions else None
     except ValueError as exc:
         raise CommandError(f"--bedrock-regions is not valid JSON: {exc}") from None
     try:
         child, state = lifecycle.start(
-            LOCAL_STATE,
+            state_path,
             ports=ports_of(args),
             region=args.region,
             bedrock_regions=bedrock_regions,
@@ -93,7 +94,7 @@ def _up(args: Any) -> int:
     if getattr(args, "json", False):
         emit(args, state)
     else:
-        print(lifecycle.how_to_call(state, LOCAL_STATE))
+        print(lifecycle.how_to_call(state, state_path))
     if args.detach:
         return 0
     try:
@@ -102,7 +103,7 @@ def _up(args: Any) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         processes.stop(child.pid)
-        LOCAL_STATE.unlink(missing_ok=True)
+        lifecycle.forget(state_path)
         print("local stack stopped")
         return 0
     print(f"the stack exited; its log:\n{processes.tail(child.log)}")

@@ -8,6 +8,7 @@ state file; `stop` signals that group (and the pump), so nothing is left running
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gatewayctl import paths
 from gatewayctl.local import processes
 from gatewayctl.local.state import read_state
 from gatewayctl.output import CommandError
@@ -74,11 +76,13 @@ def start(
     command += ["--no-vertex"] * (not vertex) + ["--no-demo"] * (not demo)
     child = processes.spawn("stack", command, env={}, log_dir=state_path.parent / "logs")
     try:
-        return child, wait_for_state(child, state_path, timeout)
+        state = wait_for_state(child, state_path, timeout)
     except BaseException:  # also Ctrl-C during start-up: never leave the stack behind
         processes.stop(child.pid)
-        state_path.unlink(missing_ok=True)
+        forget(state_path)
         raise
+    paths.point_to(state_path)  # gatewayctl finds this stack from any directory now
+    return child, state
 
 
 def wait_for_state(child: processes.Child, state_path: Path, timeout: float) -> dict[str, Any]:
@@ -102,8 +106,14 @@ def stop(state_path: Path) -> bool:
         pid = state.get(key)
         if pid and processes.alive(int(pid)):
             processes.stop(int(pid))
-    state_path.unlink(missing_ok=True)
+    forget(state_path)
     return True
+
+
+def forget(state_path: Path) -> None:
+    """The stack is gone: remove its state file, and the pointer to it."""
+    state_path.unlink(missing_ok=True)
+    paths.unpoint(state_path)
 
 
 def status(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,15 +168,22 @@ def how_to_call(state: Mapping[str, Any], state_path: Path) -> str:
         lines += [
             f"    {u['username']}  password {u['password']}  ({u['tenant_id']}, {','.join(u['roles'])})" for u in users
         ]
-        first = users[0]
+        first, command = users[0], gatewayctl_command()
         lines += [
             "",
             "Call it:",
-            f"  gatewayctl login --username {first['username']}   # password above; caches a token",
-            "  gatewayctl chat 'Hello'",
+            f"  {command} login --username {first['username']}   # password above; caches a token",
+            f"  {command} chat 'Hello'",
             "  # or, from Python:",
-            f"  anthropic.Anthropic(base_url='{state['endpoint']}', auth_token=$(gatewayctl token))",
-            f"  # Claude Code: ANTHROPIC_BASE_URL={state['endpoint']} and apiKeyHelper = `gatewayctl token`",
+            f"  anthropic.Anthropic(base_url='{state['endpoint']}', auth_token=$({command} token))",
+            f"  # Claude Code: ANTHROPIC_BASE_URL={state['endpoint']} and, in its settings,",
+            f'  #   "apiKeyHelper": "{command} token"',
         ]
     lines.append(f"State: {state_path}; logs: {state.get('log_dir')}; stop with `gatewayctl local down`.")
     return "\n".join(lines)
+
+
+def gatewayctl_command() -> str:
+    """The absolute path of this gatewayctl: what works as a command from any directory."""
+    script = Path(sys.executable).with_name("gatewayctl")
+    return str(script) if script.exists() else "gatewayctl"

@@ -1,7 +1,8 @@
-"""gatewayctl as a person runs it, in fresh processes against a local stack that `make local-up` started:
-`make local-up` returns once the stack is up, `health` passes on it, and the README's examples run
-as written. The stack runs on free ports with its own state directory and home (nothing of the
-user's is read or written)."""
+"""gatewayctl as a person (or Claude Code) runs it, in fresh processes against a local stack that
+`make local-up` started: `make local-up` returns once the stack is up, `health` passes on it, the
+README's examples run as written, and `gatewayctl token` works from any directory with no terminal,
+for the local stack and for the cloud. The stack runs on free ports with its own state directory and
+home (nothing of the user's is read or written)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ class RunningStack:
     state: dict
     up: subprocess.CompletedProcess
 
-    def run(self, *args: str, cwd: Path = REPO, **kwargs) -> subprocess.CompletedProcess:
+    def run(self, *args: str, cwd: Path = REPO, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [str(GATEWAYCTL), *args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120, **kwargs
+            [str(GATEWAYCTL), *args],
+            cwd=cwd,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **kwargs,
         )
 
     def cognito(self):
@@ -118,15 +125,169 @@ def test_the_readme_examples_run_as_written(stack, tmp_path):
         UserAttributes=[{"Name": "email", "Value": "peter@initech.example"}],
         MessageAction="SUPPRESS",
     )
-    stack.env["GATEWAY_PASSWORD"] = alice["password"]  # login reads it where it would ask
+    env = {**stack.env, "GATEWAY_PASSWORD": alice["password"]}  # login reads it where it would ask
 
     results = []
     for line in commands:
         argv = shlex.split(line, comments=True)
-        results.append((line, stack.run(*argv[1:], stdin=subprocess.DEVNULL)))
+        results.append((line, stack.run(*argv[1:], env=env, stdin=subprocess.DEVNULL)))
 
     failed = [(line, r.returncode, r.stdout[-500:], r.stderr[-500:]) for line, r in results if r.returncode != 0]
     assert failed == []
     outputs = {line.split("#")[0].strip(): r.stdout for line, r in results}
     assert outputs['.venv/bin/gatewayctl chat "Hello"'].strip() == "Emulated reply to: Hello"
     assert "peter@initech.example" in outputs["gatewayctl principal list initech"]
+
+
+# -- `gatewayctl token` as Claude Code's apiKeyHelper --------------------------------------------
+
+
+def helper(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The helper line as Claude Code runs it: the absolute command, another directory, stdin closed."""
+    command = " ".join(shlex.quote(a) for a in (str(GATEWAYCTL), *args))
+    return subprocess.run(
+        ["bash", "-c", f"exec 0<&-; {command}"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_token_works_from_any_directory_with_stdin_closed(stack, tmp_path):
+    import anthropic
+    import jwt
+
+    elsewhere = tmp_path / "some-project"
+    elsewhere.mkdir()
+    # No GATEWAY_LOCAL_DIR: the stack is found from the pointer `local up` left in the config dir.
+    env = {k: v for k, v in stack.env.items() if k != "GATEWAY_LOCAL_DIR"}
+    alice = next(u for u in stack.state["demo"]["users"] if u["username"] == "alice@acme.example")
+
+    # The README's helper line, with this checkout for its placeholder path.
+    (line,) = re.findall(r'"apiKeyHelper": "([^"]+)"', (REPO / "README.md").read_text())
+    command = shlex.split(line.replace("/path/to/claude-gateway", str(REPO)))
+    assert command[0] == str(GATEWAYCTL) and command[1:] == ["token"]
+
+    logged_in = helper(env, elsewhere, "login", "--username", alice["username"], "--password", alice["password"])
+    token = helper(env, elsewhere, *command[1:])
+
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert token.returncode == 0, token.stderr
+    assert token.stderr == "" and token.stdout.count("\n") == 1  # only the token on stdout
+    jwks = jwt.PyJWKClient(stack.state["cognito"]["jwks_url"])
+    claims = jwt.decode(
+        token.stdout.strip(),
+        jwks.get_signing_key_from_jwt(token.stdout.strip()).key,
+        algorithms=["RS256"],
+        issuer=stack.state["cognito"]["issuer"],
+    )
+    assert claims["token_use"] == "access" and claims["username"] == alice["username"]
+    reply = anthropic.Anthropic(
+        base_url=stack.state["endpoint"], auth_token=token.stdout.strip(), max_retries=0
+    ).messages.create(model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "via helper"}])
+    assert reply.content[0].text == "Emulated reply to: via helper"
+
+
+def test_login_without_a_terminal_never_waits_for_one(stack, tmp_path):
+    env = {k: v for k, v in stack.env.items() if k != "GATEWAY_LOCAL_DIR"}
+
+    no_password = helper(env, tmp_path, "login", "--username", "alice@acme.example")
+    no_username = helper(env, tmp_path, "login")
+
+    assert no_password.returncode == 1 and no_password.stdout == ""
+    assert no_password.stderr == (
+        "gatewayctl: error: no terminal to ask for the password: pass --password or set GATEWAY_PASSWORD\n"
+    )
+    assert no_username.returncode == 1
+    assert no_username.stderr == "gatewayctl: error: no terminal to ask for the user name: pass --username\n"
+
+
+class FakeTokenEndpoint:
+    """A Cognito domain's /oauth2/token that answers the refresh_token grant; it records every request."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
+                fake.requests.append(("POST", self.path, form))
+                ok = not refuse and self.path == "/oauth2/token" and form.get("grant_type") == "refresh_token"
+                answer = {"access_token": "refreshed.access.token", "id_token": "i", "expires_in": 3600}
+                self.send_response(200 if ok else 400)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(answer if ok else {"error": "invalid_grant"}).encode())
+
+            def do_GET(self):  # noqa: N802
+                fake.requests.append(("GET", self.path, {}))
+                self.send_response(404)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def saved_cloud_login(home: Path, token_endpoint: str, **extra) -> Path:
+    """The state `gatewayctl login` saves for the cloud (env dev), with an access token past its expiry."""
+    path = home / ".config" / "claude-gateway" / "login-dev.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps(
+            {
+                "access_token": "old.access.token",
+                "refresh_token": "refresh-1",
+                "expires_at": 0,
+                "client_id": "people-client-id",
+                "username": "dana",
+                "env": "dev",
+                "region": "eu-west-1",
+                "domain": token_endpoint.removesuffix("/oauth2/token"),
+                "token_endpoint": token_endpoint,
+                "scope": "gateway/invoke",
+                "endpoint": "https://gateway.example/prod/",
+                **extra,
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_cloud_token_refreshes_from_the_saved_login_with_no_aws_credentials(tmp_path, refuse):
+    endpoint = FakeTokenEndpoint(refuse=refuse)
+    home = tmp_path / "home"
+    saved = saved_cloud_login(home, f"{endpoint.url}/oauth2/token")
+    # No AWS variable at all, and no local stack to find: the cloud target, from the saved login only.
+    env = {**clean_env(home), "GATEWAY_LOCAL_DIR": str(tmp_path / "no-stack"), "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        first = helper(env, tmp_path, "token")
+        second = helper(env, tmp_path, "token")
+    finally:
+        endpoint.close()
+
+    grant = {"grant_type": "refresh_token", "client_id": "people-client-id", "refresh_token": "refresh-1"}
+    if refuse:
+        assert first.returncode == 1 and first.stdout == ""
+        assert first.stderr.startswith("gatewayctl: error: the token endpoint refused the refresh (HTTP 400")
+        assert first.stderr.rstrip().endswith("run `gatewayctl login` again") and first.stderr.count("\n") == 1
+        assert endpoint.requests[0] == ("POST", "/oauth2/token", grant)
+        return
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "refreshed.access.token\n" and first.stderr == ""
+    assert second.stdout == "refreshed.access.token\n"  # fresh now: no second refresh
+    assert endpoint.requests == [("POST", "/oauth2/token", grant)]  # and nothing else was asked of anyone
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(saved.read_text())["access_token"] == "refreshed.access.token"
