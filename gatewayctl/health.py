@@ -10,7 +10,6 @@ output token per upstream.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any
@@ -50,30 +49,15 @@ def gateway_settings(target: Any) -> Any:
 
 
 def _local_settings(target: Any) -> Any:
-    from gateway.settings import Settings
+    from gateway.settings import Settings, SettingsError
 
-    state = target.local
-    bedrock = state.get("bedrock") or {}
-    vertex = state.get("vertex") or {}
-    wif = None
-    if vertex.get("endpoint"):
-        from gatewayctl.local.vertex_emulator import vertex_wif_config
-
-        wif = json.dumps(vertex_wif_config(vertex["endpoint"], vertex["project"]))
-    return Settings(
-        env=state.get("env", "local"),
-        region=target.region,
-        tenants_table=target.output("TenantsTableName"),
-        usage_table=target.output("UsageTableName"),
-        audit_stream=target.output("AuditStreamName"),
-        audit_dlq_url=target.output("AuditDlqUrl"),
-        bedrock_regions={k: tuple(v) for k, v in (bedrock.get("regions") or {}).items()},
-        bedrock_endpoints=dict(bedrock.get("endpoints") or {}),
-        vertex_project=vertex.get("project") if vertex else None,
-        vertex_regions=dict(vertex.get("regions") or {}),
-        vertex_endpoint=vertex.get("endpoint"),
-        vertex_wif_config=wif,
-    )
+    variables = target.local.get("gateway_env")
+    if not variables:
+        raise CommandError("the local stack's state has no gateway settings: restart it (local down, local up)")
+    try:
+        return Settings.from_env(variables)
+    except SettingsError as exc:
+        raise CommandError(f"the local stack's gateway settings are invalid: {exc}") from exc
 
 
 def breaker_store(target: Any, settings: Any) -> Any:

@@ -400,4 +400,6 @@ class LocalStack:
             else None,
             "ports": dict(self._ports),
             "demo": self.demo,
+            # The app's environment, as a deployed function has it: what `gatewayctl health` probes with.
+            "gateway_env": self.settings().to_env() if self.outputs else {},
         }
