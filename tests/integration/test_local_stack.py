@@ -289,9 +289,9 @@ def test_foreground_local_up_stops_everything_on_ctrl_c(tmp_path, ports):
     finally:
         if parent.poll() is None:
             parent.kill()
-            # The stack runs in its own process group: a failure before Ctrl-C must not orphan it.
-            if state_file.exists():
-                stop(json.loads(state_file.read_text())["pid"])
+        # The stack runs in its own process group: a failure (before Ctrl-C or in handling it) must not orphan it.
+        if state_file.exists():
+            stop(json.loads(state_file.read_text())["pid"])
 
     assert parent.returncode == 0
     assert "local stack stopped" in out
