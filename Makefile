@@ -56,8 +56,10 @@ DEMO_ARGS ?=
 demo: install
 	$(BIN)/gatewayctl demo $(DEMO_ARGS)
 
+# Returns once the stack is up (`make local-down` stops it). LOCAL_ARGS: e.g. --free-ports, --gateway-port 9700.
+LOCAL_ARGS ?=
 local-up: install
-	$(BIN)/gatewayctl local up
+	$(BIN)/gatewayctl local up --detach $(LOCAL_ARGS)
 
 local-down: install
 	$(BIN)/gatewayctl local down

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from gatewayctl.output import CommandError
 
@@ -30,18 +31,49 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatewayctl", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+class UsageError(Exception):
+    """Bad command-line syntax or values: one line on stderr, exit 2."""
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command accepts, before or after the command's name.
+
+    Only the top-level parser has defaults: a sub-command's copy is SUPPRESSed when absent, so it
+    never overwrites a value given before the command.
+    """
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of tables")
     parser.add_argument(
         "--target",
-        default=None,
-        help="'local' (the local stack, .local/stack.json) or 'cloud' (deployed stacks); "
-        "default: local when .local/stack.json exists, else cloud",
+        default=default(None),
+        help="'local' (the local stack) or 'cloud' (deployed stacks); "
+        "default: local when a local stack's state is found, else cloud",
     )
-    parser.add_argument("--env", default="dev", help="the deployed environment (cloud target only)")
-    parser.add_argument("--region", default=None, help="AWS region of the deployed stacks (cloud target only)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--env", default=default("dev"), help="the deployed environment (cloud target only)")
+    parser.add_argument(
+        "--region", default=default(None), help="AWS region of the deployed stacks (cloud target only)"
+    )
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors in one line (no usage dump) and the global options on every sub-command."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        # A sub-command may define an option of the same name (`local up --region`): its own wins.
+        kwargs.setdefault("conflict_handler", "resolve")
+        super().__init__(*args, **kwargs)
+        _global_options(self, defaults=top)
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="gatewayctl", description=__doc__.splitlines()[0], top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"gatewayctl.commands.{name}")
@@ -55,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"gatewayctl: error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -66,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gatewayctl ... | head`: the reader has gone, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 
@@ -38,11 +39,20 @@ def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = Non
     return "\n".join(lines)
 
 
+def number(value: float | int) -> str:
+    """A number in fixed-point notation with every significant decimal (5.1e-05 -> 0.000051)."""
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float):
+        return number(value)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return ",".join(str(v) for v in value) or "-"
+        return ",".join(_cell(v) for v in value) or "-"
     if isinstance(value, Mapping):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)

@@ -1,20 +1,21 @@
 """Where gatewayctl acts: the deployed stacks (outputs read from CloudFormation) or the local stack.
 
 Both give the same output keys, so every command is written once:
-the stacks export them as CfnOutputs and `gatewayctl local up` writes them to .local/stack.json.
+the stacks export them as CfnOutputs and `gatewayctl local up` writes them to its stack.json.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gatewayctl import paths
 from gatewayctl.output import CommandError
 
-LOCAL_STATE = Path(os.environ.get("GATEWAY_LOCAL_DIR", ".local")) / "stack.json"
+# The running local stack's state, found the same way from any working directory (gatewayctl/paths.py).
+LOCAL_STATE = paths.local_state()
 
 # The CfnOutput keys of the two stacks; .local/stack.json's "outputs" carries the same keys.
 OUTPUT_KEYS = (

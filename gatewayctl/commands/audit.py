@@ -6,9 +6,9 @@ objects in the local stack (table `audit_events`, partitions tenant and dt as co
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from gatewayctl.options import iso_date
 from gatewayctl.output import CommandError, emit
 
 
@@ -34,23 +34,16 @@ def register(sub: Any) -> None:
         help="every request in the access logs has its audit records, and every audit object is locked; "
         "exits 1 when anything is missing or extra",
     )
-    verify.add_argument("--from", dest="date_from", type=_date, required=True, help="YYYY-MM-DD (UTC)")
-    verify.add_argument("--to", dest="date_to", type=_date, help="YYYY-MM-DD (UTC), default: --from")
+    verify.add_argument("--from", dest="date_from", type=iso_date, required=True, help="YYYY-MM-DD (UTC)")
+    verify.add_argument("--to", dest="date_to", type=iso_date, help="YYYY-MM-DD (UTC), default: --from")
     verify.set_defaults(func=_verify)
 
     redrive = group.add_parser("redrive-dlq", help="put dead-lettered audit records back on the audit stream")
     redrive.set_defaults(func=_redrive)
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
 def _query(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
     from stacks.audit_queries import NAMED_QUERIES
 
     if bool(args.sql) == bool(args.named):
@@ -66,8 +59,8 @@ def _query(args: Any) -> int:
             f"the query has {sql.count('?')} parameter(s) (?), {len(args.param)} --param given"
         )
     try:
-        result = audit.query_for(target.resolve(args))(sql, args.param)
-    except audit.AuditError as exc:
+        result = auditing.query_for(target.resolve(args))(sql, args.param)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     emit(args, result.dicts(), columns=result.columns)
     return 0
@@ -82,11 +75,11 @@ def _queries(args: Any) -> int:
 
 
 def _verify(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     try:
-        report = audit.verify_target(target.resolve(args), args.date_from, args.date_to or args.date_from)
-    except audit.AuditError as exc:
+        report = auditing.verify_target(target.resolve(args), args.date_from, args.date_to or args.date_from)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     data = report.to_dict()
     if getattr(args, "json", False):
@@ -104,7 +97,7 @@ def _verify(args: Any) -> int:
 
 
 def _redrive(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
-    emit(args, {"redriven": audit.redrive_dlq(target.resolve(args))})
+    emit(args, {"redriven": auditing.redrive_dlq(target.resolve(args))})
     return 0

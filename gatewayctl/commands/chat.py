@@ -1,8 +1,8 @@
 """gatewayctl chat: send one message through the gateway with the official anthropic SDK.
 
 The reply streams to stdout as it arrives (or comes whole with --no-stream); usage goes to stderr.
-It signs in with the cached token (`gatewayctl login`), so it is also a smoke test of the whole
-path: authorizer, tenancy, quota, audit, failover, the model.
+It uses the token `gatewayctl login` saved (as `gatewayctl token` does), so it is also a smoke test
+of the whole path: authorizer, tenancy, quota, audit, failover, the model.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from gatewayctl.commands.login import cache_path, endpoint_of, fresh_token
+from gatewayctl.options import positive_int
 from gatewayctl.output import CommandError
-from gatewayctl.target import resolve
 
 
 def register(sub: Any) -> None:
@@ -21,7 +20,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--model", default="claude-haiku-4-5", help="alias or model id (default claude-haiku-4-5)"
     )
-    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--max-tokens", type=positive_int, default=1024)
     parser.add_argument("--system", default=None)
     parser.add_argument("--no-stream", action="store_true", help="wait for the whole reply")
     parser.set_defaults(func=_chat)
@@ -30,9 +29,10 @@ def register(sub: Any) -> None:
 def _chat(args: Any) -> int:
     import anthropic  # lazily: it costs about a second to import
 
-    target = resolve(args)
-    token = fresh_token(target, cache_path(target, getattr(args, "env", "dev")))
-    client = anthropic.Anthropic(base_url=endpoint_of(target), auth_token=token, max_retries=0)
+    from gatewayctl import credentials
+
+    token, endpoint = credentials.session(args)
+    client = anthropic.Anthropic(base_url=endpoint, auth_token=token, max_retries=0)
     request: dict[str, Any] = {
         "model": args.model,
         "max_tokens": args.max_tokens,
@@ -57,7 +57,7 @@ def _chat(args: Any) -> int:
             f"{exc.status_code} {error.get('type', 'error')}: {error.get('message', exc)}"
         ) from None
     except anthropic.APIConnectionError as exc:
-        raise CommandError(f"cannot reach the gateway at {endpoint_of(target)}: {exc}") from None
+        raise CommandError(f"cannot reach the gateway at {endpoint}: {exc}") from None
     usage = message.usage
     print(
         f"[{message.model}, stop {message.stop_reason}, {usage.input_tokens} in / {usage.output_tokens} out]",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from gatewayctl.options import limit
 from gatewayctl.output import emit
 
 
@@ -16,15 +17,15 @@ def register(sub: Any) -> None:
     create.add_argument("tenant_id")
     create.add_argument("name")
     create.add_argument("--role", action="append", dest="roles", required=True, help="repeatable")
-    create.add_argument("--limit", action="append", dest="limits", metavar="NAME=VALUE")
+    create.add_argument("--limit", action="append", dest="limits", type=limit, metavar="NAME=VALUE")
     create.set_defaults(func=_create)
 
 
 def _create(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    made = tenancy.create_client(
-        target.resolve(args), args.tenant_id, args.name, args.roles, limits=tenancy.parse_limits(args.limits)
+    made = admin.create_client(
+        target.resolve(args), args.tenant_id, args.name, args.roles, limits=admin.parse_limits(args.limits)
     )
     emit(args, made, columns=("client_id", "client_secret", "tenant_id", "roles", "scope"))
     if not args.json:

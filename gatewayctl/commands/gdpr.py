@@ -15,13 +15,15 @@ from typing import Any
 
 from gatewayctl.output import CommandError, emit
 
+PRINCIPAL_HELP = "a person's e-mail or user name (looked up in Cognito), their `sub`, or an app client id"
+
 
 def register(sub: Any) -> None:
     group = sub.add_parser("gdpr", help="GDPR export and erasure for one principal").add_subparsers(
         dest="gdpr_command", metavar="ACTION", required=True
     )
     export = group.add_parser("export", help="everything held on a principal, as JSON")
-    export.add_argument("principal_id", help="the Cognito `sub` of a user, or an app client id")
+    export.add_argument("principal_id", metavar="PRINCIPAL", help=PRINCIPAL_HELP)
     export.add_argument("--out", type=Path, help="write the JSON to this file instead of stdout")
     export.set_defaults(func=_export)
 
@@ -30,17 +32,17 @@ def register(sub: Any) -> None:
         help="delete the principal's Cognito user or app client, pseudonym secret and mutable data "
         "(the audit trail stays, unlinkable)",
     )
-    erase.add_argument("principal_id", help="the Cognito `sub` of a user, or an app client id")
+    erase.add_argument("principal_id", metavar="PRINCIPAL", help=PRINCIPAL_HELP)
     erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     erase.set_defaults(func=_erase)
 
 
 def _export(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     try:
-        data = audit.export_principal(target.resolve(args), args.principal_id)
-    except audit.AuditError as exc:
+        data = auditing.export_principal(target.resolve(args), args.principal_id)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     if args.out:
@@ -52,17 +54,22 @@ def _export(args: Any) -> int:
 
 
 def _erase(args: Any) -> int:
-    from gatewayctl import audit, target
+    from gatewayctl import auditing, target
 
     if not args.yes:
         raise CommandError("erasure cannot be undone: pass --yes to confirm", exit_code=2)
     try:
-        result = audit.erase_principal(target.resolve(args), args.principal_id)
-    except audit.AuditError as exc:
+        result = auditing.erase_principal(target.resolve(args), args.principal_id)
+    except auditing.AuditError as exc:
         raise CommandError(str(exc)) from None
     if getattr(args, "json", False):
         emit(args, result)
     else:
-        # One row per thing deleted, so the operator sees exactly what this run removed.
+        # What this run deleted on stdout, one row each; what remains, and for how long, on stderr.
         emit(args, result["deleted"], columns=("store", "what", "id"))
+        print("\nwhat remains after the erasure:", file=sys.stderr)
+        for entry in result["remains"]:
+            print(f"- {entry['what']} ({entry['store']})", file=sys.stderr)
+            for key in ("holds", "kept_for", "linkable"):
+                print(f"    {key.replace('_', ' ')}: {entry[key]}", file=sys.stderr)
     return 0

@@ -8,10 +8,11 @@
   comes back to a one-shot local HTTP server, and is exchanged at <domain>/oauth2/token. The token
   then carries the `<resource-server>/invoke` scope the API requires.
 
-Tokens are cached (mode 600) in .local/token.json for the local stack, and in
-~/.cache/claude-gateway/<env>-<region>.json for the cloud. `fresh_token` refreshes them with the
-refresh token (InitiateAuth REFRESH_TOKEN_AUTH) shortly before they expire; `gatewayctl token`
-prints one, which makes it usable as Claude Code's apiKeyHelper.
+Tokens are kept with mode 600 (gatewayctl/credentials.py): next to the local stack's state, and
+for the cloud in the user's config dir together with what a refresh needs, so that `gatewayctl
+token` (Claude Code's apiKeyHelper) works from any directory with no AWS credentials. A cloud login
+given --client-id and --endpoint needs no AWS credentials either. Login never prompts without a
+terminal: what it would ask for is then a one-line error.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
+import sys
 import threading
 import time
 import urllib.error
@@ -33,19 +36,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gatewayctl import credentials
+from gatewayctl.credentials import fresh_token, load, save  # noqa: F401 (this module's API)
 from gatewayctl.output import CommandError
 from gatewayctl.target import LOCAL_STATE, Target, resolve
+from stacks.definitions import USER_POOL
 
 REDIRECT_PORT = 8765
 REDIRECT_PATH = "/callback"
-REFRESH_MARGIN_SECONDS = 120
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("login", help="sign in and cache an access token for the gateway")
     parser.add_argument("--username", help="local stack: the user name (a demo person, see `local up`)")
     parser.add_argument(
-        "--password", help="local stack: the password (default: $GATEWAY_PASSWORD, else prompt)"
+        "--password", help="local stack: the password (default: $GATEWAY_PASSWORD, else asked on a terminal)"
     )
     parser.add_argument(
         "--domain", help="cloud: the Cognito domain URL (https://<prefix>.auth.<region>.amazoncognito.com)"
@@ -54,25 +59,71 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--no-browser", action="store_true", help="cloud: print the sign-in URL, do not open it"
     )
+    parser.add_argument(
+        "--client-id", help="cloud: the people app client id (UserPoolClientId); with --endpoint, no AWS access needed"
+    )
+    parser.add_argument("--endpoint", help="cloud: the gateway's URL (ApiEndpoint), with --client-id")
+    parser.add_argument(
+        "--scope", default=USER_POOL.invoke_scope, help=f"cloud: the invoke scope (default {USER_POOL.invoke_scope})"
+    )
     parser.set_defaults(func=_login)
 
 
 def _login(args: Any) -> int:
-    target = resolve(args)
-    cache = cache_path(target, getattr(args, "env", "dev"))
+    env = getattr(args, "env", "dev")
+    target = _cloud_from_flags(args) or resolve(args)
     if target.kind == "local":
-        username = args.username or input("user name: ")
-        password = args.password or os.environ.get("GATEWAY_PASSWORD") or getpass.getpass("password: ")
+        username = args.username or _ask("user name", input, "pass --username")
+        password = (
+            args.password
+            or os.environ.get("GATEWAY_PASSWORD")
+            or _ask("password", getpass.getpass, "pass --password or set GATEWAY_PASSWORD")
+        )
         tokens = password_login(target, username, password)
+        cache = cache_path(target, env)
+        save(cache, tokens)
     else:
         if not args.domain:
             raise CommandError("cloud login needs --domain (the user pool's Cognito domain URL)")
+        if not _interactive():
+            raise CommandError("cloud login signs in in a browser and waits for it: run it in a terminal")
         opener = (lambda url: print(f"open this URL to sign in:\n  {url}")) if args.no_browser else _open
         tokens = pkce_login(target, args.domain, port=args.port, open_browser=opener)
-    save(cache, tokens)
+        cache = credentials.save_cloud_login(
+            env,
+            region=target.region,
+            domain=args.domain,
+            client_id=target.output("UserPoolClientId"),
+            scope=target.output("InvokeScope"),
+            endpoint=target.output("ApiEndpoint"),
+            tokens=tokens,
+        )
     who = tokens.get("username") or "you"
     print(f"signed in as {who}; token cached in {cache} (valid {int(tokens['expires_at'] - time.time())}s)")
     return 0
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
+
+
+def _ask(what: str, read: Callable[[str], str], instead: str) -> str:
+    """Ask on the terminal; with no terminal (a helper, a pipe, CI) never wait: fail with what to do."""
+    if not _interactive():
+        raise CommandError(f"no terminal to ask for the {what}: {instead}")
+    return read(f"{what}: ")
+
+
+def _cloud_from_flags(args: Any) -> Target | None:
+    """A cloud target from --domain, --client-id and --endpoint alone (no CloudFormation, no AWS access)."""
+    if getattr(args, "target", None) == "local" or not (args.domain and args.client_id):
+        return None
+    if not args.endpoint:
+        raise CommandError("--client-id needs --endpoint too (the gateway's URL, the stack's ApiEndpoint)")
+    found = re.search(r"\.auth\.([a-z0-9-]+)\.amazoncognito\.com", args.domain)
+    region = getattr(args, "region", None) or (found.group(1) if found else "unknown")
+    outputs = {"UserPoolClientId": args.client_id, "InvokeScope": args.scope, "ApiEndpoint": args.endpoint}
+    return Target(kind="cloud", region=region, outputs=outputs)
 
 
 def _open(url: str) -> None:
@@ -80,54 +131,13 @@ def _open(url: str) -> None:
     webbrowser.open(url)
 
 
-# -- the cache ---------------------------------------------------------------------------------
+# -- where the tokens are kept (gatewayctl/credentials.py) ---------------------------------------
 
 
 def cache_path(target: Target, env: str = "dev") -> Path:
     if target.kind == "local":
         return LOCAL_STATE.parent / "token.json"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "claude-gateway" / f"{env}-{target.region}.json"
-
-
-def save(path: Path, tokens: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(tokens, out)
-    tmp.replace(path)
-
-
-def load(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def fresh_token(target: Target, path: Path, *, now: Callable[[], float] = time.time) -> str:
-    """The cached access token, refreshed first if it expires within REFRESH_MARGIN_SECONDS."""
-    tokens = load(path)
-    if tokens is None:
-        raise CommandError("not signed in: run `gatewayctl login` first")
-    if tokens.get("client_id") != target.output("UserPoolClientId"):
-        raise CommandError("the cached token is for another user pool client: run `gatewayctl login` again")
-    if tokens["expires_at"] - now() > REFRESH_MARGIN_SECONDS:
-        return tokens["access_token"]
-    if not tokens.get("refresh_token"):
-        raise CommandError("the token has expired and cannot be refreshed: run `gatewayctl login` again")
-    try:
-        result = target.client("cognito-idp").initiate_auth(
-            ClientId=tokens["client_id"],
-            AuthFlow="REFRESH_TOKEN_AUTH",
-            AuthParameters={"REFRESH_TOKEN": tokens["refresh_token"]},
-        )["AuthenticationResult"]
-    except Exception as exc:  # botocore ClientError: the refresh token expired or was revoked
-        raise CommandError(f"cannot refresh the token ({exc}): run `gatewayctl login` again") from None
-    tokens.update(access_token=result["AccessToken"], expires_at=now() + int(result.get("ExpiresIn", 3600)))
-    save(path, tokens)
-    return tokens["access_token"]
+    return credentials.cloud_login_path(env)
 
 
 def endpoint_of(target: Target) -> str:

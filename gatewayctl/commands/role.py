@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def _define(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.define_role(target.resolve(args), args.tenant_id, args.name, args.permissions))
+    emit(args, admin.define_role(target.resolve(args), args.tenant_id, args.name, args.permissions))
     return 0

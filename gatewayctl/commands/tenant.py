@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gatewayctl.options import limit
 from gatewayctl.output import emit
 
 _COLUMNS = ("tenant_id", "name", "status", "residency", "allowed_models", "limits", "consent_required")
@@ -56,11 +57,12 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="allow this model (repeatable); none given: every catalog model",
     )
-    parser.add_argument("--limit", action="append", dest="limits", metavar="NAME=VALUE", help=_LIMITS_HELP)
+    parser.add_argument("--limit", action="append", dest="limits", type=limit, metavar="NAME=VALUE", help=_LIMITS_HELP)
     parser.add_argument(
         "--principal-limit",
         action="append",
         dest="principal_limits",
+        type=limit,
         metavar="NAME=VALUE",
         help="a limit for each principal of the tenant; " + _LIMITS_HELP,
     )
@@ -74,18 +76,18 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _create(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.create_tenant(
+        admin.create_tenant(
             target.resolve(args),
             args.tenant_id,
             name=args.name,
             residency=args.residency or "us",
             allowed_models=args.models or (),
-            limits=tenancy.parse_limits(args.limits),
-            principal_limits=tenancy.parse_limits(args.principal_limits),
+            limits=admin.parse_limits(args.limits),
+            principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=bool(args.consent_required),
             notice=args.notice,
         ),
@@ -95,10 +97,13 @@ def _create(args: Any) -> int:
 
 
 def _show(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
+    from gatewayctl.admin import directory
     from gatewayctl.output import table
 
-    view = tenancy.get_tenant(target.resolve(args), args.tenant_id)
+    where = target.resolve(args)
+    view = admin.get_tenant(where, args.tenant_id)
+    view["principals"] = directory.people(where, view["principals"])
     if args.json:
         emit(args, view)
         return 0
@@ -107,31 +112,32 @@ def _show(args: Any) -> int:
     print("\nroles")
     print(table([{"role": r, "permissions": p} for r, p in view["roles"].items()]))
     print("\nprincipals")
-    print(table(view["principals"], ("principal_id", "kind", "roles", "status", "consent_given_at")))
+    people = ("principal_id", "username", "email", "kind", "roles", "status", "consent_given_at")
+    print(table(view["principals"], people))
     return 0
 
 
 def _list(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    emit(args, tenancy.list_tenants(target.resolve(args)), columns=_COLUMNS)
+    emit(args, admin.list_tenants(target.resolve(args)), columns=_COLUMNS)
     return 0
 
 
 def _update(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     models = [] if args.all_models else args.models
     emit(
         args,
-        tenancy.update_tenant(
+        admin.update_tenant(
             target.resolve(args),
             args.tenant_id,
             name=args.name,
             residency=args.residency,
             allowed_models=models,
-            limits=tenancy.parse_limits(args.limits),
-            principal_limits=tenancy.parse_limits(args.principal_limits),
+            limits=admin.parse_limits(args.limits),
+            principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=args.consent_required,
             notice="" if args.clear_notice else args.notice,
         ),
@@ -141,11 +147,11 @@ def _update(args: Any) -> int:
 
 
 def _suspend(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
     emit(
         args,
-        tenancy.suspend_tenant(target.resolve(args), args.tenant_id, suspended=args.suspended),
+        admin.suspend_tenant(target.resolve(args), args.tenant_id, suspended=args.suspended),
         columns=_COLUMNS,
     )
     return 0

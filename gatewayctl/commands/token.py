@@ -1,16 +1,14 @@
-"""gatewayctl token: print a fresh access token (refreshed when close to expiry).
+"""gatewayctl token: print a fresh access token (refreshed when close to expiry), and nothing else.
 
-Made for Claude Code's apiKeyHelper (`"apiKeyHelper": "gatewayctl token"` with
-ANTHROPIC_BASE_URL set to the gateway) and for scripts: `curl -H "Authorization: Bearer $(gatewayctl token)"`.
-Only the token goes to stdout.
+Made for Claude Code's apiKeyHelper and for scripts: `curl -H "Authorization: Bearer $(gatewayctl token)"`.
+It works from any directory: the local stack is found wherever it runs (gatewayctl/paths.py), and a
+cloud sign-in is refreshed from what `login` saved, with no AWS credentials (gatewayctl/credentials.py).
+It never asks anything: without a usable sign-in it fails in one line on stderr.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from gatewayctl.commands.login import cache_path, fresh_token
-from gatewayctl.target import resolve
 
 
 def register(sub: Any) -> None:
@@ -19,6 +17,8 @@ def register(sub: Any) -> None:
 
 
 def _token(args: Any) -> int:
-    target = resolve(args)
-    print(fresh_token(target, cache_path(target, getattr(args, "env", "dev"))))
+    from gatewayctl import credentials
+
+    token, _ = credentials.session(args)
+    print(token)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.output import emit
+from gatewayctl.output import emit, number
 
 
 def register(sub: Any) -> None:
@@ -18,9 +18,9 @@ def register(sub: Any) -> None:
 
 
 def _show(args: Any) -> int:
-    from gatewayctl import target, tenancy
+    from gatewayctl import admin, target
 
-    report = tenancy.usage(target.resolve(args), args.tenant_id, principal_id=args.principal_id)
+    report = admin.usage(target.resolve(args), args.tenant_id, principal_id=args.principal_id)
     if args.json:
         emit(args, report)
         return 0
@@ -29,8 +29,8 @@ def _show(args: Any) -> int:
         row: dict[str, Any] = {"window": w["window"], "bucket": w["bucket"], "resets_at": w["resets_at"]}
         for counter in ("requests", "tokens", "usd"):
             c = w[counter]
-            row[counter] = f"{c['used']}" + (
-                "" if c["limit"] is None else f" / {c['limit']} ({c['remaining']} left)"
+            row[counter] = number(c["used"]) + (
+                "" if c["limit"] is None else f" / {number(c['limit'])} ({number(c['remaining'])} left)"
             )
         rows.append(row)
     emit(args, rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,6 +38,36 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_port_run(n: int, host: str = "127.0.0.1") -> int:
+    """A base port with n consecutive ports free after it (the Bedrock regions take consecutive ports)."""
+    low, high = _outside_ephemeral_range()
+    for _ in range(100):
+        base = random.randint(low, high - n)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise CommandError("found no run of free ports for the local stack")
+
+
+def _outside_ephemeral_range() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range: there, no outgoing connection of another process
+    can take a port of the run between our check and the stack's bind."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768  # Linux's default
+    return 10000, max(first - 1, 10100)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from gatewayctl.local.stack import LocalStack, StackOptions, StackPorts
+from gatewayctl.local.state import write_state
 from gatewayctl.output import CommandError
 
 
@@ -30,14 +31,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--no-pump", action="store_true")
     return parser.parse_args(argv)
-
-
-def write_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.chmod(0o600)  # it holds the demo passwords
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

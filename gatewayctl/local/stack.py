@@ -6,45 +6,37 @@ under uvicorn behind the local Cognito authorizer. In-process threads rather tha
 part because the test harness starts a stack per xdist worker and process start-up (imports of
 boto3, moto, the app) would dominate its time; `local up` runs this same composition in one
 child process (gatewayctl/local/serve.py) so `local down` stops everything with one signal to one
-process group. Only the audit pump is a separate process (it is the audit engineer's program).
+process group. Only the audit pump is a separate process.
 
 The process environment is part of the stack: AWS_ENDPOINT_URL points botocore (the app's
-adapters, the tenancy library, the pump) at the moto server, with fake credentials, and
+adapters, the admin library, the pump) at the moto server, with fake credentials, and
 AWS_REGION/AWS_DEFAULT_REGION let google.auth.aws sign without the EC2 metadata server. `start()`
 sets them in os.environ; this is why a stack owns its process.
 
-Resources come from stacks/definitions.py, the plain data the CDK stacks use too.
+The parts live beside this module: resources.py (what is created in moto), seeding.py (people and
+tenants), tokens.py, control.py (faults, counts, breakers), pool_clients.py, state.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.local import control, resources, seeding, tokens
 from gatewayctl.local.access_log import AccessLogMiddleware
-from gatewayctl.local.authorizer import (
-    PEOPLE_LOCAL_SCOPE,
-    CognitoAuthorizer,
-    JwksCache,
-    issuer_for,
-    jwks_url_for,
-)
+from gatewayctl.local.authorizer import PEOPLE_LOCAL_SCOPE, CognitoAuthorizer, JwksCache, issuer_for, jwks_url_for
 from gatewayctl.local.bedrock_emulator import BedrockEmulator
+from gatewayctl.local.pool_clients import PoolClients
+from gatewayctl.local.seeding import User
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
 from gatewayctl.local.vertex_emulator import VertexEmulator, vertex_wif_config
-from gatewayctl.output import CommandError
-from gatewayctl.target import OUTPUT_KEYS, Target
-from stacks import definitions
+from gatewayctl.target import Target
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_BEDROCK_REGIONS: dict[str, tuple[str, ...]] = {
@@ -52,17 +44,6 @@ DEFAULT_BEDROCK_REGIONS: dict[str, tuple[str, ...]] = {
     "eu": ("eu-west-1", "eu-central-1"),
 }
 DEFAULT_VERTEX_REGIONS = {"us": "us-east5", "eu": "europe-west1"}
-
-# The demo tenants and people that `local up` seeds (stack.json lists them with their passwords).
-DEMO_TENANTS = (
-    {"tenant_id": "acme", "name": "Acme Corp", "residency": "us"},
-    {"tenant_id": "globex", "name": "Globex GmbH", "residency": "eu"},
-)
-DEMO_USERS = (
-    {"username": "alice@acme.example", "tenant_id": "acme", "roles": ("basic_user",)},
-    {"username": "bob@acme.example", "tenant_id": "acme", "roles": ("power_user",)},
-    {"username": "carol@globex.example", "tenant_id": "globex", "roles": ("basic_user",)},
-)
 
 
 @dataclass
@@ -82,24 +63,12 @@ class StackOptions:
     region: str = "us-east-1"
     host: str = "127.0.0.1"
     ports: StackPorts = field(default_factory=StackPorts)
-    bedrock_regions: Mapping[str, tuple[str, ...]] = field(
-        default_factory=lambda: dict(DEFAULT_BEDROCK_REGIONS)
-    )
+    bedrock_regions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BEDROCK_REGIONS))
     vertex_project: str | None = "claude-gateway-local"
     vertex_regions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VERTEX_REGIONS))
     # extra Settings fields for the app (e.g. {"breaker_open_seconds": 1.0})
     settings_overrides: Mapping[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
-
-
-@dataclass
-class User:
-    username: str
-    password: str
-    sub: str
-    tenant_id: str | None = None
-    roles: tuple[str, ...] = ()
-    token: str = ""  # an access token, when the caller asked for one
 
 
 class LocalStack:
@@ -171,28 +140,25 @@ class LocalStack:
     def start_emulators(self) -> None:
         host, ports = self.options.host, self.options.ports
         regions = sorted({r for rs in self.options.bedrock_regions.values() for r in rs})
-        control = bind(ports.bedrock_control, host, what="Bedrock emulator control")
+        control_socket = bind(ports.bedrock_control, host, what="Bedrock emulator control")
         region_sockets = [
             bind(ports.bedrock_base + i if ports.bedrock_base else 0, host, what=f"Bedrock emulator {region}")
             for i, region in enumerate(regions)
         ]
-        self.bedrock.regions_by_port.update(
-            {port_of(s): r for s, r in zip(region_sockets, regions, strict=True)}
-        )
+        by_region = dict(zip(regions, region_sockets, strict=True))
+        self.bedrock.regions_by_port.update({port_of(s): r for r, s in by_region.items()})
         self._servers.append(
             ThreadedServer(
                 self.bedrock.app,
-                [control, *region_sockets],
+                [control_socket, *region_sockets],
                 name="bedrock-emulator",
                 log_level=self.options.log_level,
             ).start()
         )
-        self.bedrock_control_url = f"http://{host}:{port_of(control)}"
-        self.bedrock_endpoints = {
-            r: f"http://{host}:{port_of(s)}" for s, r in zip(region_sockets, regions, strict=True)
-        }
-        self._ports["bedrock_control"] = port_of(control)
-        self._ports["bedrock"] = {r: port_of(s) for s, r in zip(region_sockets, regions, strict=True)}
+        self.bedrock_control_url = f"http://{host}:{port_of(control_socket)}"
+        self.bedrock_endpoints = {r: f"http://{host}:{port_of(s)}" for r, s in by_region.items()}
+        self._ports["bedrock_control"] = port_of(control_socket)
+        self._ports["bedrock"] = {r: port_of(s) for r, s in by_region.items()}
         if self.options.vertex_project:
             vsock = bind(ports.vertex, host, what="Vertex emulator")
             self._servers.append(
@@ -221,9 +187,7 @@ class LocalStack:
         )
         # The stage around it all, as API Gateway's: one access-log line per request (authorizer
         # refusals too), the independent witness `gatewayctl audit verify` joins the audit trail with.
-        self.access_log = AccessLogMiddleware(
-            self.authorizer, self.client("s3"), self.outputs["AuditBucketName"]
-        )
+        self.access_log = AccessLogMiddleware(self.authorizer, self.client("s3"), self.outputs["AuditBucketName"])
         sock = bind(self.options.ports.gateway, self.options.host, what="gateway")
         self._servers.append(
             ThreadedServer(self.access_log, [sock], name="gateway", log_level=self.options.log_level).start()
@@ -234,7 +198,7 @@ class LocalStack:
         return self.endpoint
 
     def start_pump(self, log_dir: Path, *, interval: float = 2.0) -> subprocess.Popen | None:
-        """The audit engineer's pump (`python -m gatewayctl.local.pump`), if it exists; None otherwise."""
+        """The audit pump (`python -m gatewayctl.local.pump`), if it exists; None otherwise."""
         import importlib.util
 
         if importlib.util.find_spec("gatewayctl.local.pump") is None:
@@ -299,103 +263,14 @@ class LocalStack:
 
     def create_resources(self) -> dict[str, str]:
         """Tables, audit stream, DLQ, audit bucket and the user pool, from stacks/definitions.py."""
-        ddb = self.client("dynamodb")
-        tenants = _create_table(ddb, self.name("tenants"), definitions.TENANTS)
-        usage = _create_table(ddb, self.name("usage"), definitions.USAGE)
-
-        stream = self.name("audit")
-        kinesis = self.client("kinesis")
-        kinesis.create_stream(StreamName=stream, ShardCount=definitions.AUDIT_STREAM.shard_count)
-        kinesis.get_waiter("stream_exists").wait(
-            StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        made = resources.create_resources(
+            self.client, self.name, region=self.options.region, moto_endpoint=self.moto_endpoint, endpoint=self.endpoint
         )
-
-        dlq_url = self.client("sqs").create_queue(
-            QueueName=self.name("audit-dlq"),
-            Attributes={"MessageRetentionPeriod": str(definitions.AUDIT_DLQ.retention_seconds)},
-        )["QueueUrl"]
-
-        bucket = self.name("audit")
-        s3 = self.client("s3")
-        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=definitions.AUDIT_BUCKET.object_lock)
-        if definitions.AUDIT_BUCKET.versioned:
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        if definitions.AUDIT_BUCKET.object_lock:
-            s3.put_object_lock_configuration(
-                Bucket=bucket,
-                ObjectLockConfiguration={
-                    "ObjectLockEnabled": "Enabled",
-                    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
-                },
-            )
-        self.cognito = self._create_user_pool()
-        self.outputs = {
-            "TenantsTableName": tenants,
-            "UsageTableName": usage,
-            "AuditStreamName": stream,
-            "AuditDlqUrl": dlq_url,
-            "AuditBucketName": bucket,
-            # Locally the audit trail is queried with DuckDB; these name what Athena uses in the cloud.
-            "GlueDatabaseName": self.name("audit").replace("-", "_"),
-            "GlueTableName": "audit_events",
-            "AthenaWorkgroupName": self.name("audit"),
-            "UserPoolId": self.cognito["user_pool_id"],
-            "UserPoolClientId": self.cognito["people_client_id"],
-            "InvokeScope": self.cognito["invoke_scope"],
-            "ApiEndpoint": self.endpoint,
-            "GatewayFunctionName": self.name("gateway"),
-        }
-        assert set(self.outputs) == set(OUTPUT_KEYS), "outputs drifted from gatewayctl.target.OUTPUT_KEYS"
+        self.outputs, self.cognito = made.outputs, made.cognito
         return self.outputs
 
-    def _create_user_pool(self) -> dict[str, str]:
-        pool_def = definitions.USER_POOL
-        idp = self.client("cognito-idp")
-        pool_id = idp.create_user_pool(
-            PoolName=self.name("users"),
-            Policies={
-                "PasswordPolicy": {
-                    "MinimumLength": 8,
-                    "RequireUppercase": False,
-                    "RequireLowercase": False,
-                    "RequireNumbers": False,
-                    "RequireSymbols": False,
-                }
-            },
-        )["UserPool"]["Id"]
-        idp.create_resource_server(
-            UserPoolId=pool_id,
-            Identifier=pool_def.resource_server,
-            Name="claude-gateway",
-            Scopes=[{"ScopeName": s, "ScopeDescription": f"{s} the gateway"} for s in pool_def.scopes],
-        )
-        out = {
-            "user_pool_id": pool_id,
-            "invoke_scope": pool_def.invoke_scope,
-            "issuer": issuer_for(self.options.region, pool_id),
-            "jwks_url": jwks_url_for(self.moto_endpoint, pool_id),
-        }
-        for client_def in pool_def.clients:
-            created = idp.create_user_pool_client(
-                UserPoolId=pool_id,
-                ClientName=client_def.logical_id,
-                GenerateSecret=client_def.generate_secret,
-                ExplicitAuthFlows=list(client_def.auth_flows),
-                AllowedOAuthFlows=list(client_def.oauth_flows),
-                AllowedOAuthScopes=list(client_def.oauth_scopes),
-                AllowedOAuthFlowsUserPoolClient=True,
-                SupportedIdentityProviders=["COGNITO"],
-                CallbackURLs=["http://localhost:8765/callback"] if "code" in client_def.oauth_flows else [],
-            )["UserPoolClient"]
-            key = "people" if client_def is definitions.PEOPLE_CLIENT else "machine"
-            out[f"{key}_client_id"] = created["ClientId"]
-            if created.get("ClientSecret"):
-                out[f"{key}_client_secret"] = created["ClientSecret"]
-        return out
-
-    # -- the app's settings ------------------------------------------------------------------
-
     def settings(self) -> Any:
+        """The app's Settings: the moto resources, the emulators' endpoints, and the overrides."""
         from gateway.settings import Settings
 
         wif = None
@@ -417,8 +292,6 @@ class LocalStack:
             **dict(self.options.settings_overrides),
         )
 
-    # -- people, tokens, tenants -------------------------------------------------------------
-
     def target(self) -> Target:
         """The gatewayctl Target for this stack (what `--target local` loads from stack.json)."""
         return Target(
@@ -429,66 +302,10 @@ class LocalStack:
             local=self.state(),
         )
 
+    # -- people, tokens, tenants (gatewayctl/local/seeding.py, tokens.py) -----------------------
+
     def create_user(self, username: str, password: str | None = None) -> User:
-        """A confirmed Cognito user (admin_create_user + a permanent password); returns its sub."""
-        password = password or "Pw-" + secrets.token_urlsafe(12)
-        idp = self.client("cognito-idp")
-        pool_id = self.cognito["user_pool_id"]
-        created = idp.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
-        idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
-        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
-        return User(username=username, password=password, sub=sub)
-
-    def access_token(self, username: str, password: str) -> str:
-        """A real access token from the emulated pool (InitiateAuth USER_PASSWORD_AUTH, people client)."""
-        result = self.client("cognito-idp").initiate_auth(
-            ClientId=self.cognito["people_client_id"],
-            AuthFlow="USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": username, "PASSWORD": password},
-        )
-        return result["AuthenticationResult"]["AccessToken"]
-
-    def machine_token(
-        self, client_id: str, client_secret: str, *, scope: str | None = None, expires_in: int = 3600
-    ) -> str:
-        """A client-credentials access token, as Cognito's /oauth2/token would mint it.
-
-        LOCAL ONLY: moto has no /oauth2/token endpoint, so this checks the client and its secret
-        against the pool and signs the token with moto's own (public, test-only) signing key, the
-        key behind the pool's JWKS; the authorizer then validates it like any other token.
-        """
-        import jwt
-        from moto.utilities.utils import load_resource
-
-        described = self.client("cognito-idp").describe_user_pool_client(
-            UserPoolId=self.cognito["user_pool_id"], ClientId=client_id
-        )["UserPoolClient"]
-        if described.get("ClientSecret") != client_secret:
-            raise CommandError("invalid client secret")
-        scope = scope or self.cognito["invoke_scope"]
-        if scope not in described.get("AllowedOAuthScopes", []):
-            raise CommandError(f"client {client_id} may not request scope {scope}")
-        now = int(time.time())
-        claims = {
-            "sub": client_id,
-            "token_use": "access",
-            "scope": scope,
-            "auth_time": now,
-            "iss": self.cognito["issuer"],
-            "exp": now + expires_in,
-            "iat": now,
-            "version": 2,
-            "jti": str(uuid.uuid4()),
-            "client_id": client_id,
-        }
-        key = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json"))
-        return jwt.encode(claims, key.key, algorithm="RS256", headers={"kid": "dummy"})
-
-    def create_tenant(self, tenant_id: str, **kwargs: Any) -> dict[str, Any]:
-        """Seeding goes through the tenancy engineer's library (gatewayctl/tenancy.py)."""
-        from gatewayctl import tenancy
-
-        return tenancy.create_tenant(self.target(), tenant_id, **kwargs)
+        return seeding.create_user(self.client("cognito-idp"), self.cognito["user_pool_id"], username, password)
 
     def add_user(
         self,
@@ -499,92 +316,56 @@ class LocalStack:
         password: str | None = None,
         consent: bool = False,
     ) -> User:
-        """A Cognito user registered as a principal (by sub) of an existing tenant."""
-        from gatewayctl import tenancy
+        return seeding.add_user(self.target(), tenant_id, username, roles, password=password, consent=consent)
 
-        user = self.create_user(username, password)
-        tenancy.add_principal(
-            self.target(),
-            tenant_id,
-            user.sub,
-            list(roles),
-            kind="user",
-            consent=consent,
-            display_name=username,
-        )
-        user.tenant_id, user.roles = tenant_id, tuple(roles)
-        return user
+    def create_tenant(self, tenant_id: str, **kwargs: Any) -> dict[str, Any]:
+        from gatewayctl import admin
+
+        return admin.create_tenant(self.target(), tenant_id, **kwargs)
 
     def seed_demo(self) -> dict[str, Any]:
-        """The demo tenants and people listed in stack.json (each with a fresh password)."""
-        for tenant in DEMO_TENANTS:
-            self.create_tenant(tenant["tenant_id"], name=tenant["name"], residency=tenant["residency"])
-            self.demo["tenants"].append(dict(tenant))
-        for spec in DEMO_USERS:
-            user = self.add_user(
-                spec["tenant_id"],
-                spec["username"],
-                spec["roles"],
-                password="Demo-" + secrets.token_urlsafe(9),
-                consent=True,
-            )
-            self.demo["users"].append(
-                {
-                    "username": user.username,
-                    "password": user.password,
-                    "sub": user.sub,
-                    "tenant_id": user.tenant_id,
-                    "roles": list(user.roles),
-                }
-            )
+        self.demo = seeding.seed_demo(self.target())
         return self.demo
 
-    # -- faults and counts -------------------------------------------------------------------
+    def access_token(self, username: str, password: str) -> str:
+        return tokens.access_token(self.client("cognito-idp"), self.cognito["people_client_id"], username, password)
+
+    def machine_token(
+        self, client_id: str, client_secret: str, *, scope: str | None = None, expires_in: int = 3600
+    ) -> str:
+        return tokens.machine_token(
+            self.client("cognito-idp"), self.cognito, client_id, client_secret, scope=scope, expires_in=expires_in
+        )
+
+    # -- faults, counts, breakers (gatewayctl/local/control.py) --------------------------------
 
     def set_fault(self, region: str, kind: str, *, provider: str = "bedrock", **fault: Any) -> dict[str, Any]:
         """Over the control API, as a test or a person would: set_fault("us-east-1", "throttle", count=2)."""
-        return _http_json(
-            "POST", f"{self._control(provider)}/_emulator/faults/{region}", {"kind": kind, **fault}
-        )
+        return control.set_fault(self._control(provider), region, kind, **fault)
 
     def clear_faults(self, region: str | None = None, *, provider: str | None = None) -> None:
-        for name in (provider,) if provider else ("bedrock", "vertex"):
+        for name in (provider,) if provider else self._providers():
             if name == "vertex" and not self.vertex_endpoint:
                 continue
-            suffix = f"/{region}" if region else ""
-            _http_json("DELETE", f"{self._control(name)}/_emulator/faults{suffix}")
+            control.clear_faults(self._control(name), region)
 
     def request_counts(self, provider: str = "bedrock") -> dict[str, dict[str, int]]:
         """Requests each region received, per operation and in total: {"us-east-1": {"total": 2, ...}}."""
-        return _http_json("GET", f"{self._control(provider)}/_emulator/requests")["counts"]
+        return control.requests_seen(self._control(provider))["counts"]
 
     def recent_requests(self, provider: str = "bedrock") -> list[dict[str, Any]]:
-        return _http_json("GET", f"{self._control(provider)}/_emulator/requests")["recent"]
+        return control.requests_seen(self._control(provider))["recent"]
 
     def reset_counts(self) -> None:
-        for name in ("bedrock", "vertex") if self.vertex_endpoint else ("bedrock",):
-            _http_json("DELETE", f"{self._control(name)}/_emulator/requests")
+        for name in self._providers():
+            control.reset_counts(self._control(name))
 
     def reset_breakers(self) -> None:
-        """Close every circuit breaker, in the app's memory and in the shared store, so that one test's
-        injected failures do not make the next test skip a region."""
-        from gateway.domain.breaker import CLOSED, BreakerState
-        from gateway.models import tenant_items
+        """Close every circuit breaker, in the app and in the shared store."""
+        control.close_breakers(self.app, self.client("dynamodb"), self.outputs["TenantsTableName"])
 
-        table = self.outputs["TenantsTableName"]
-        ddb = self.client("dynamodb")
-        stored = ddb.scan(
-            TableName=table,
-            FilterExpression="begins_with(pk, :b)",
-            ExpressionAttributeValues={":b": {"S": tenant_items.breaker_key("")["pk"]}},
-        ).get("Items", [])
-        keys = [tenant_items.breaker_name(item["pk"]["S"]) for item in stored]
-        breakers = getattr(getattr(getattr(self.app, "state", None), "chain", None), "breakers", None)
-        if breakers is not None:
-            now = time.time()
-            breakers.merge({key: BreakerState(CLOSED, 0.0, now, 0) for key in {*keys, *breakers.keys()}})
-        for item in stored:
-            ddb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    def _providers(self) -> tuple[str, ...]:
+        return ("bedrock", "vertex") if self.vertex_endpoint else ("bedrock",)
 
     def _control(self, provider: str) -> str:
         if provider == "bedrock":
@@ -619,69 +400,6 @@ class LocalStack:
             else None,
             "ports": dict(self._ports),
             "demo": self.demo,
+            # The app's environment, as a deployed function has it: what `gatewayctl health` probes with.
+            "gateway_env": self.settings().to_env() if self.outputs else {},
         }
-
-
-class PoolClients:
-    """The pool's app clients, listed from Cognito and listed again when a token names an unknown one
-    (machine clients are created at run time by `gatewayctl client create`); locally listing is cheap."""
-
-    def __init__(self, cognito: Any, pool_id: str, *, min_refresh_seconds: float = 0.0) -> None:
-        self.cognito, self.pool_id, self.min_refresh_seconds = cognito, pool_id, min_refresh_seconds
-        self._ids: frozenset[str] = frozenset()
-        self._listed_at = float("-inf")
-
-    def __contains__(self, client_id: object) -> bool:
-        if client_id in self._ids:
-            return True
-        if time.monotonic() - self._listed_at >= self.min_refresh_seconds:
-            self._listed_at = time.monotonic()
-            ids: set[str] = set()
-            for page in self.cognito.get_paginator("list_user_pool_clients").paginate(
-                UserPoolId=self.pool_id, MaxResults=60
-            ):
-                ids.update(c["ClientId"] for c in page["UserPoolClients"])
-            self._ids = frozenset(ids)
-        return client_id in self._ids
-
-
-def _create_table(ddb: Any, name: str, table: definitions.TableDefinition) -> str:
-    attrs = {table.partition_key, table.sort_key} | {
-        a for i in table.indexes for a in (i.partition_key, i.sort_key)
-    }
-    kwargs: dict[str, Any] = {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)],
-        "KeySchema": [
-            {"AttributeName": table.partition_key, "KeyType": "HASH"},
-            {"AttributeName": table.sort_key, "KeyType": "RANGE"},
-        ],
-    }
-    if table.indexes:
-        kwargs["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": i.name,
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": i.partition_key, "KeyType": "HASH"},
-                    {"AttributeName": i.sort_key, "KeyType": "RANGE"},
-                ],
-            }
-            for i in table.indexes
-        ]
-    ddb.create_table(**kwargs)
-    if table.ttl_attribute:
-        ddb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
-        )
-    return name
-
-
-def _http_json(method: str, url: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)

@@ -57,6 +57,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """gatewayctl keeps cloud sign-ins and the pointer to the running local stack in the user's config
+    dir: the tests (and the CLI processes they start) use their own, never the user's."""
+    path = tmp_path_factory.mktemp("config")
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def backing_stack() -> Iterator[LocalStack]:
     stack = LocalStack(StackOptions())

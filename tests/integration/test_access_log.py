@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from gatewayctl import audit as trail
+from gatewayctl import auditing as trail
 from gatewayctl.local.access_log import AccessLogMiddleware, AccessLogWriter, access_log_entry
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
 from stacks.definitions import ACCESS_LOGS_PREFIX

@@ -20,7 +20,7 @@ from gateway.adapters.aws import client as botocore_client
 from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.domain.catalog import load_catalog
 
-from gatewayctl import audit as trail
+from gatewayctl import auditing as trail
 from gatewayctl import target as target_module
 from gatewayctl.cli import main
 from gatewayctl.local.access_log import AccessLogMiddleware

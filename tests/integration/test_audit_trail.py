@@ -15,7 +15,7 @@ from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.models.audit import AuditRecord
 from gateway.observability import Metrics
 
-from gatewayctl import audit as trail
+from gatewayctl import auditing as trail
 from gatewayctl.local.access_log import write_access_log
 from gatewayctl.local.pump import Pump, drain_dlq, put_locked_object, write_batch
 from stacks.audit_queries import NAMED_QUERIES

@@ -25,8 +25,8 @@ from gatewayctl.local.authorizer import (
     issuer_for,
     jwks_url_for,
 )
+from gatewayctl.local.pool_clients import PoolClients
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
-from gatewayctl.local.stack import PoolClients
 
 
 async def echo_app(scope, receive, send):

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.commands.demo import free_port_run
 from gatewayctl.demo import Demo, Out, StepResult
-from gatewayctl.local.processes import alive
+from gatewayctl.local.processes import alive, free_port_run
 from gatewayctl.target import Target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,3 +165,30 @@ def test_a_step_with_no_evidence_at_all_is_not_a_pass(capsys):
 
     assert demo.run() is False
     assert "step 6: FAILED" in capsys.readouterr().out
+
+
+def test_the_demo_against_a_stack_in_this_process(tmp_path):
+    """The same six steps as `gatewayctl demo`, against a LocalStack started here (resources named for
+    env `demo`, so they sit beside the worker's own stack in moto), with the pump run by the demo."""
+    import io
+
+    from gatewayctl.local.stack import LocalStack, StackOptions
+
+    environ = dict(os.environ)  # a stack sets its moto endpoint here; the worker's stack needs its own back
+    stack = LocalStack(StackOptions(env="demo"))
+    try:
+        stack.start()
+        out = io.StringIO()
+        ok = Demo(stack.target(), out=Out(out), export_dir=tmp_path).run()
+    finally:
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(environ)
+
+    text = out.getvalue()
+    assert ok, text
+    assert "demo: 6/6 steps showed what they should" in text and "NOT SHOWN" not in text
+    assert "bedrock us-east-1 ThrottlingException (429) -> bedrock us-west-2 served" in text
+    [export] = tmp_path.glob("gdpr-export-*.json")
+    assert oct(export.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(export.read_text())["principal"]["display_name"] == "alice@acme.example"

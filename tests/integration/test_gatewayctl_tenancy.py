@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from gatewayctl import cli, tenancy
+from gatewayctl import admin as tenancy
+from gatewayctl import cli
 from gatewayctl.output import CommandError
 from tests.integration import test_tenancy_support as support
 
@@ -242,3 +243,38 @@ def test_the_console_script_against_a_local_stack_file(moto_tables, tmp_path):
     assert refused.returncode == 1
     assert refused.stderr.strip() == "gatewayctl: error: unknown tenant 'nope'"
     assert tenancy.list_principals(target, "nope") == []
+
+
+def test_principals_by_email_with_their_cognito_names_listed(run_cli, moto_tables):
+    idp, pool_id = moto_tables.client("cognito-idp"), moto_tables.target.outputs["UserPoolId"]
+    email = "dana@acme.example"
+    created = idp.admin_create_user(
+        UserPoolId=pool_id, Username=email, UserAttributes=[{"Name": "email", "Value": email}], MessageAction="SUPPRESS"
+    )["User"]
+    sub = next(a["Value"] for a in created["Attributes"] if a["Name"] == "sub")
+    assert run_cli("tenant", "create", "acme")[0] == 0
+
+    code, out, _ = run_cli("--json", "principal", "add", "acme", email, "--role", "basic_user")
+    assert code == 0
+    added = json.loads(out)
+    assert added["principal_id"] == sub and added["display_name"] == email
+    assert run_cli("principal", "add", "acme", "sub-1", "--role", "viewer")[0] == 0  # an id Cognito does not know
+    client_id = json.loads(run_cli("--json", "client", "create", "acme", "batch", "--role", "viewer")[1])["client_id"]
+    code, out, _ = run_cli("--json", "principal", "roles", email, "--role", "power_user")
+    assert code == 0 and json.loads(out)["principal_id"] == sub and json.loads(out)["roles"] == ["power_user"]
+
+    code, out, _ = run_cli("--json", "principal", "list", "acme")
+    listed = {p["principal_id"]: (p["username"], p["email"]) for p in json.loads(out)}
+    assert listed == {sub: (email, email), "sub-1": (None, None), client_id: (None, None)}
+    code, out, _ = run_cli("principal", "list", "acme")
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["PRINCIPAL_ID", "USERNAME", "EMAIL"]
+    assert next(r for r in rows if r.startswith(sub)).split()[1:3] == [email, email]
+    code, out, _ = run_cli("tenant", "show", "acme")
+    assert code == 0 and email in out
+
+    before = _all_items(moto_tables)
+    code, out, err = run_cli("principal", "add", "acme", "nobody@acme.example", "--role", "viewer")
+    assert code == 1 and out == ""
+    assert err == "gatewayctl: error: no principal and no Cognito user named 'nobody@acme.example'\n"
+    assert _all_items(moto_tables) == before

@@ -14,9 +14,9 @@ from gateway.adapters.kinesis_audit import KinesisAuditSink
 from gateway.domain.pseudonym import pseudonym
 from gateway.models.exchange import Principal
 
-from gatewayctl import audit as trail
+from gatewayctl import admin as tenancy
+from gatewayctl import auditing as trail
 from gatewayctl import target as target_module
-from gatewayctl import tenancy
 from gatewayctl.cli import main
 from gatewayctl.local.access_log import write_access_log
 from gatewayctl.local.pump import Pump
@@ -321,3 +321,70 @@ def test_audit_query_and_verify_commands(audit_resources, local_target, capsys):
     code, out = cli(capsys, "--json", "audit", "verify", "--from", "2026-11-23", "--to", "2026-11-23")
     report = json.loads(out)
     assert code == 1 and [m["request_id"] for m in report["missing"]] == ["never-audited"]
+
+
+def test_export_and_erase_by_email_and_the_report_of_what_remains(audit_resources, local_target, capsys):
+    res, tgt = audit_resources, local_target
+    alice = seed(res, tgt, {"alice": 2, "bob": 1})["alice"]
+    ddb, s3 = res.client("dynamodb"), res.client("s3")
+    # What a deployed stack has: point-in-time recovery and a lifecycle expiry on the audit bucket.
+    ddb.update_continuous_backups(
+        TableName=res.tenants_table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=res.bucket,
+        LifecycleConfiguration={"Rules": [{"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                           "Expiration": {"Days": 400}}]},
+    )  # fmt: skip
+
+    code, out = cli(capsys, "gdpr", "export", alice.username)  # her e-mail, as a request names her
+    assert code == 0
+    export = json.loads(out)
+    assert export["principal_id"] == alice.sub and export["pseudonym"] == alice.pseudonym
+    assert len(export["records"]) == 4
+
+    capsys.readouterr()
+    assert main(["--target", "local", "gdpr", "export", "nobody@example.com"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "gatewayctl: error: no principal and no Cognito user named 'nobody@example.com'\n"
+
+    code, out = cli(capsys, "--json", "gdpr", "erase", alice.username, "--yes")
+    assert code == 0
+    report = json.loads(out)
+    assert report["principal_id"] == alice.sub
+    assert [d["what"] for d in report["deleted"]] == [
+        "user (after global sign-out)", "usage window", "principal and pseudonym secret"
+    ]  # fmt: skip
+    remains = {r["what"]: r for r in report["remains"]}
+    assert all(set(r) == {"store", "what", "holds", "kept_for", "linkable"} for r in report["remains"])
+    records = remains["audit records (immutable)"]
+    assert records["store"] == f"S3 {res.bucket}/audit/"
+    assert records["kept_for"] == "Object Lock GOVERNANCE for 1 days; expired by lifecycle after 400 days"
+    assert records["linkable"].startswith("no: the pseudonym secret is deleted")
+    client_info = remains["source IP and user agent in those audit records"]
+    assert "pseudonymised under the principal's secret" in client_info["linkable"]
+    assert "or not recorded at all, as the tenant's setting says" in client_info["linkable"]
+    access_logs = remains["API access logs (immutable)"]
+    assert "no principal or client id" in access_logs["holds"] and "request_id" in access_logs["holds"]
+    assert remains["audit records on their way to the bucket"]["kept_for"] == "24 hours"
+    backups = remains["the deleted principal item (with its pseudonym secret) and usage windows, in backups"]
+    assert backups["kept_for"] == (
+        f"{res.tenants_table}: up to 35 days; {res.usage_table}: none (point-in-time recovery is off)"
+    )
+    assert backups["linkable"].startswith("yes, until the window has passed")
+    assert "the gateway's log lines" in remains and "the user and its attributes are deleted" in remains
+
+    # Without --json: what was deleted on stdout (as before), what remains on stderr, as a table.
+    bob = "bob@example.com"
+    capsys.readouterr()
+    assert main(["--target", "local", "gdpr", "erase", bob, "--yes"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split() == ["STORE", "WHAT", "ID"] and bob in out
+    remaining = err.split("what remains after the erasure:\n")[1].splitlines()
+    assert remaining[:4] == [
+        f"- audit records (immutable) (S3 {res.bucket}/audit/)",
+        "    holds: " + records["holds"],
+        "    kept for: " + records["kept_for"],
+        "    linkable: " + records["linkable"],
+    ]
+    assert len([line for line in remaining if line.startswith("- ")]) == len(report["remains"])

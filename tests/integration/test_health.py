@@ -9,7 +9,7 @@ import time
 import pytest
 from gateway.domain.breaker import BreakerState, breaker_key
 
-from gatewayctl.commands.health import _breaker_store, check, gateway_settings
+from gatewayctl.health import breaker_store, check, gateway_settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_all_upstreams_healthy_then_one_throttled_with_its_breaker_open(target, 
     assert probe["body"]["max_tokens"] == 1
 
     faults.set_fault("us-west-2", "throttle")
-    store = _breaker_store(target, gateway_settings(target))
+    store = breaker_store(target, gateway_settings(target))
     west_key = breaker_key("bedrock", "us-west-2", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
     asyncio.run(store.save(west_key, BreakerState("open", time.time() + 60, time.time())))
     try:

@@ -289,12 +289,40 @@ def test_foreground_local_up_stops_everything_on_ctrl_c(tmp_path, ports):
     finally:
         if parent.poll() is None:
             parent.kill()
-            # The stack runs in its own process group: a failure before Ctrl-C must not orphan it.
-            if state_file.exists():
-                stop(json.loads(state_file.read_text())["pid"])
+        # The stack runs in its own process group: a failure (before Ctrl-C or in handling it) must not orphan it.
+        if state_file.exists():
+            stop(json.loads(state_file.read_text())["pid"])
 
     assert parent.returncode == 0
     assert "local stack stopped" in out
     assert not alive(state["pid"])
     assert not state["pump_pid"] or not alive(state["pump_pid"])
     assert not state_file.exists()
+
+
+def test_local_up_status_and_down_in_this_process(tmp_path, ports, monkeypatch, capsys):
+    """The same commands through cli.main (the stack itself still runs in its own process group)."""
+    from gatewayctl import cli
+    from gatewayctl import target as target_module
+
+    state_file = tmp_path / ".local" / "stack.json"
+    monkeypatch.setenv("GATEWAY_LOCAL_DIR", str(state_file.parent))
+    monkeypatch.setattr(target_module, "LOCAL_STATE", state_file)
+    flags = [str(x) for pair in ports.items() for x in pair]
+    try:
+        up = cli.main(["local", "up", "--detach", "--no-demo", *flags])
+        up_out = capsys.readouterr().out
+        status = cli.main(["local", "status"])
+        status_out = capsys.readouterr().out
+        state = json.loads(state_file.read_text())
+    finally:
+        down = cli.main(["local", "down"])
+        down_out = capsys.readouterr().out
+
+    assert up == 0 and f"local stack up: http://127.0.0.1:{ports['--gateway-port']}" in up_out
+    assert status == 0 and status_out.startswith(f"local stack up (pid {state['pid']}), all parts answer")
+    assert [line.split()[0] for line in status_out.splitlines()[1:3]] == ["PART", "gateway"]
+    assert down == 0 and down_out == "local stack stopped\n"
+    assert not alive(state["pid"]) and not state_file.exists()
+    assert cli.main(["local", "status"]) == 1 and cli.main(["local", "down"]) == 0
+    assert capsys.readouterr().out.endswith("no local stack is running\n")

@@ -95,7 +95,7 @@ def test_models_list_follows_the_role(role_clients):
 
 
 def test_a_role_change_takes_effect_for_new_principal_lookups(local_stack, target):
-    from gatewayctl import tenancy
+    from gatewayctl import admin as tenancy
 
     tenant_id = f"rbac-{uuid.uuid4().hex[:10]}"
     local_stack.create_tenant(tenant_id)

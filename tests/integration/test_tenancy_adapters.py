@@ -15,7 +15,7 @@ from gateway.domain.errors import PermissionDeniedError, PolicyLimitError, RateL
 from gateway.domain.pseudonym import pseudonym
 from gateway.models.exchange import CallerIdentity, MessagesRequest, Usage
 
-from gatewayctl import tenancy as admin
+from gatewayctl import admin
 from tests.integration import test_tenancy_support as support
 
 moto_url, moto_tables = support.moto_url, support.moto_tables  # fixtures

@@ -8,7 +8,7 @@ import time
 import anthropic
 import pytest
 
-from gatewayctl import tenancy
+from gatewayctl import admin as tenancy
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model:DeprecationWarning")
 HELLO = [{"role": "user", "content": "Hello"}]

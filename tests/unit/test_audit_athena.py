@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gatewayctl.audit import AuditError, athena_literal, athena_query
+from gatewayctl.auditing import AuditError, athena_literal, athena_query
 
 
 class FakeAthena:

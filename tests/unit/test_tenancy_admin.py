@@ -1,17 +1,17 @@
-"""gatewayctl's tenancy library, the parts without I/O: command-line limits and the DynamoDB item codec."""
+"""gatewayctl's admin library, the parts without I/O: command-line limits and the DynamoDB item codec."""
 
 from __future__ import annotations
 
 import pytest
 from gateway.adapters.dynamo_tenancy import from_item, to_item
 
-from gatewayctl import tenancy
+from gatewayctl.admin import validation
 from gatewayctl.output import CommandError
 
 
 def test_parse_limits():
-    assert tenancy.parse_limits(None) is None
-    assert tenancy.parse_limits(
+    assert validation.parse_limits(None) is None
+    assert validation.parse_limits(
         ["requests_per_minute=60", "usd_per_month = 12.5", "tokens_per_day=none"]
     ) == {
         "requests_per_minute": "60",
@@ -23,7 +23,7 @@ def test_parse_limits():
 @pytest.mark.parametrize("pair", ["requests_per_minute", "=5", "tokens_per_day="])
 def test_parse_limits_refuses_malformed_pairs(pair):
     with pytest.raises(CommandError, match="NAME=VALUE"):
-        tenancy.parse_limits([pair])
+        validation.parse_limits([pair])
 
 
 def test_item_codec_round_trip():
@@ -45,8 +45,8 @@ def test_item_codec_round_trip():
 
 
 def test_model_ids_normalise_to_aliases_and_unknown_models_are_refused():
-    assert tenancy._models(["us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"]) == [
+    assert validation.models(["us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"]) == [
         "claude-haiku-4-5"
     ]
     with pytest.raises(CommandError, match="unknown model"):
-        tenancy._models(["claude-3-nonexistent"])
+        validation.models(["claude-3-nonexistent"])
