@@ -27,6 +27,7 @@ def create_tenant(
     principal_limits: Mapping[str, Any] | None = None,
     consent_required: bool = False,
     notice: str | None = None,
+    client_details: str = "pseudonymize",
 ) -> dict[str, Any]:
     validation.check_id(tenant_id, "tenant id")
     item = {
@@ -39,6 +40,7 @@ def create_tenant(
         "limits": validation.limits(limits).to_mapping(),
         "principal_limits": validation.limits(principal_limits).to_mapping(),
         "consent_required": bool(consent_required),
+        "client_details": _client_details(client_details),
         "created_at": validation.now_iso(),
     }
     if notice:
@@ -64,6 +66,7 @@ def update_tenant(
     principal_limits: Mapping[str, Any] | None = None,
     consent_required: bool | None = None,
     notice: str | None = None,
+    client_details: str | None = None,
 ) -> dict[str, Any]:
     """Change the given fields. `limits` and `principal_limits` merge; a limit set to None is removed.
     `notice=""` removes the notice."""
@@ -81,6 +84,8 @@ def update_tenant(
             item[key] = validation.limits({k: v for k, v in merged.items() if v is not None}).to_mapping()
     if consent_required is not None:
         item["consent_required"] = bool(consent_required)
+    if client_details is not None:
+        item["client_details"] = _client_details(client_details)
     if notice is not None:
         if notice:
             item["notice"] = notice
@@ -134,4 +139,11 @@ def tenant_view(item: Mapping[str, Any]) -> dict[str, Any]:
         "principal_limits": dict(item.get("principal_limits") or {}),
         "consent_required": bool(item.get("consent_required", False)),
         "notice": item.get("notice"),
+        "client_details": item.get("client_details", "pseudonymize"),
     }
+
+
+def _client_details(value: str) -> str:
+    if value not in tenancy_model.CLIENT_DETAILS:
+        raise CommandError(f"client details must be one of {list(tenancy_model.CLIENT_DETAILS)}, not {value!r}")
+    return value

@@ -73,6 +73,12 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
         help="principals need recorded consent (gatewayctl principal consent)",
     )
     parser.add_argument("--notice", help="text appended to every request's system prompt")
+    parser.add_argument(
+        "--client-details",
+        choices=("pseudonymize", "drop"),
+        help="what the audit trail keeps of callers' source IP and user agent: a pseudonym under the "
+        "principal's key (default; erasure unlinks it) or nothing",
+    )
 
 
 def _create(args: Any) -> int:
@@ -90,6 +96,7 @@ def _create(args: Any) -> int:
             principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=bool(args.consent_required),
             notice=args.notice,
+            client_details=args.client_details or "pseudonymize",
         ),
         columns=_COLUMNS,
     )
@@ -140,6 +147,7 @@ def _update(args: Any) -> int:
             principal_limits=admin.parse_limits(args.principal_limits),
             consent_required=args.consent_required,
             notice="" if args.clear_notice else args.notice,
+            client_details=args.client_details,
         ),
         columns=_COLUMNS,
     )
