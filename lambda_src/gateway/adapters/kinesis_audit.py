@@ -6,7 +6,8 @@
   then sends the record to the audit dead-letter queue (SQS); if even that fails, the record goes to
   the function's log as a last copy. It never raises.
 - Records of requests that Vertex served are mirrored to Google Cloud Logging when the environment
-  turns it on, in the background, never on the critical path.
+  turns it on: written alongside the outcome record, after the client has its reply, and awaited
+  (within MIRROR_BUDGET_SECONDS) before the response ends; a failing mirror never fails the record.
 
 Each Kinesis record is one compact JSON object and a newline, so whatever concatenates records
 (Firehose, the local pump) writes newline-delimited JSON without a delimiter processor.
@@ -35,6 +36,8 @@ OUTCOME_RETRY_DELAYS = (0.1, 0.3, 1.0)
 # for it, so after this the DLQ takes the record. A put still running then may land too: consumers
 # deduplicate on event_id.
 OUTCOME_BUDGET_SECONDS = 5.0
+# How long the response's end waits for the Cloud Logging copy of a record (written alongside the put).
+MIRROR_BUDGET_SECONDS = 3.0
 
 
 class AuditUnavailableError(ServiceUnavailableError):
@@ -56,6 +59,7 @@ class KinesisAuditSink:
         outcome_budget_seconds: float = OUTCOME_BUDGET_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Any = None,
+        mirror_budget_seconds: float = MIRROR_BUDGET_SECONDS,
     ) -> None:
         self._settings = settings
         self._kinesis = kinesis
@@ -69,6 +73,7 @@ class KinesisAuditSink:
         self._mirror = mirror
         self._retry_delays = tuple(retry_delays)
         self._outcome_budget = outcome_budget_seconds
+        self._mirror_budget = mirror_budget_seconds
         self._sleep = sleep
         # EMF counts with the Environment dimension, which the stack's alarms select on.
         self._metrics = metrics or observability.Metrics(settings.env)
@@ -106,8 +111,18 @@ class KinesisAuditSink:
         except Exception:  # a bug in building the record must not fail the request either
             log.exception("audit outcome record could not be built (request %s)", exchange.meta.request_id)
             return
+        # The mirror's copy is written alongside and awaited too (the response ends after this, and a
+        # frozen Lambda would lose a write still in flight), within its own budget.
+        mirrored = None
         if self._mirror is not None and record.provider == "vertex":
-            self._mirror_in_background(record)
+            mirrored = asyncio.ensure_future(self._mirror_write(record))
+        try:
+            await self._deliver(exchange, record)
+        finally:
+            if mirrored is not None:
+                await self._await_mirror(mirrored)
+
+    async def _deliver(self, exchange: Exchange, record: AuditRecord) -> None:
         if exchange.event_id in self._unrecorded:
             self._unrecorded.discard(exchange.event_id)
             await self._dead_letter(record)
@@ -160,19 +175,19 @@ class KinesisAuditSink:
             return
         self._metrics.count("AuditDeadLettered")
 
-    def _mirror_in_background(self, record: AuditRecord) -> None:
-        async def run() -> None:
-            try:
-                await self._mirror.write(record)
-            except Exception as exc:  # the mirror is a copy: never let it affect the request
-                log.warning("cloud logging mirror failed: %r", exc)
-
+    async def _mirror_write(self, record: AuditRecord) -> None:
         try:
-            task = asyncio.get_running_loop().create_task(run())
-        except RuntimeError:
-            return
-        self._mirror_tasks.add(task)
-        task.add_done_callback(self._mirror_tasks.discard)
+            await self._mirror.write(record)
+        except Exception as exc:  # the mirror is a copy: never let it affect the request
+            log.warning("cloud logging mirror failed: %r", exc)
+
+    async def _await_mirror(self, task: asyncio.Future[None]) -> None:
+        done, _ = await asyncio.wait({task}, timeout=self._mirror_budget)
+        if not done:  # past its budget the copy is left to finish on its own
+            log.warning("cloud logging mirror still writing after %.1f s; the response ends", self._mirror_budget)
+            self._metrics.count("AuditMirrorLate")
+            self._mirror_tasks.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._mirror_tasks.discard)  # type: ignore[arg-type]
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for background mirror writes (shutdown and tests)."""
