@@ -63,6 +63,7 @@ class Monitoring(Construct):
         misconfigured = custom("UpstreamMisconfigured")
         undeliverable = custom("AuditUndeliverable")
         finish_overrun = custom("FinishOverrun")
+        mirror_late = custom("AuditMirrorLate")
         dlq_depth = audit_dlq.metric_approximate_number_of_messages_visible(
             period=five_min, statistic="Maximum"
         )
@@ -80,6 +81,8 @@ class Monitoring(Construct):
             # Settlement or the outcome record outlived the 10 s cap: DynamoDB or Kinesis is browning out, and
             # the work now runs after the response ended, where a frozen Lambda may lose it.
             ("FinishOverrun", finish_overrun, 1, "settlement or the audit outcome took over 10 s"),
+            # The Cloud Logging copy outlived its budget: it may be lost when the Lambda freezes.
+            ("AuditMirrorLate", mirror_late, 1, "Cloud Logging mirror writes took over 3 s"),
             # Streams run long; the p99 over whole responses flags a stuck upstream, not a slow token.
             ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
         ]
