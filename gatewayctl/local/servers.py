@@ -54,6 +54,9 @@ class ThreadedServer:
             lifespan="auto",
             timeout_graceful_shutdown=2,
             timeout_keep_alive=30,
+            # API Gateway sets the source IP from the connection; uvicorn would otherwise take a client's
+            # own X-Forwarded-For from loopback and the audit trail would record what the client chose.
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"uvicorn-{name}", daemon=True)

@@ -283,3 +283,20 @@ def test_the_anthropic_sdk_sees_an_authentication_error(edge):
         )
     assert caught.value.status_code == 401
     assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_a_client_cannot_choose_its_recorded_source_ip(edge, person):
+    """API Gateway takes the source IP from the connection; so does the local stack (no proxy headers
+    trusted), so the audit trail cannot record an address the client chose."""
+    _, url = edge
+    response = httpx.post(
+        f"{url}/v1/messages",
+        headers={
+            "Authorization": f"Bearer {person.token}",
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Real-IP": "203.0.113.8",
+            "Forwarded": "for=203.0.113.9",
+        },
+    )
+
+    assert context_of(response)["identity"]["sourceIp"] == "127.0.0.1"
