@@ -1,16 +1,21 @@
-"""A Bedrock Runtime emulator: InvokeModel and InvokeModelWithResponseStream on loopback.
+"""A Bedrock Runtime emulator on loopback: its two ways to Claude, with the same faults for both.
 
-Speaks the wire protocol botocore's bedrock-runtime client expects: JSON errors with
-x-amzn-ErrorType, and for streams the binary event-stream with `chunk` events whose payload is
-{"bytes": base64(one Anthropic streaming event)} and modelled exceptions as `:message-type
-exception` events. One emulator serves several regions, one listening port per region (the
-region is the port the request came in on), so "one endpoint per region" needs no DNS tricks.
+- InvokeModel and InvokeModelWithResponseStream (`/model/{id}/invoke[-with-response-stream]`): the wire
+  protocol botocore's bedrock-runtime client expects: JSON errors with x-amzn-ErrorType, and for
+  streams the binary event-stream with `chunk` events whose payload is {"bytes": base64(one Anthropic
+  streaming event)} and modelled exceptions as `:message-type exception` events.
+- The Messages-API endpoint (`POST /anthropic/v1/messages`, as on bedrock-runtime): `model` in the
+  body, `anthropic-version` and `anthropic-beta` headers, SSE streams, errors in the Anthropic shape
+  `{"type":"error","error":{...}}` (what Bedrock answers there, per
+  https://github.com/anthropics/claude-code/issues/49648).
 
-Bedrock's checks that the gateway relies on are reproduced: a SigV4 Authorization header scoped
-to this region and service `bedrock` (403 otherwise); a body with `anthropic_version`
-(bedrock-2023-05-31), `max_tokens` and `messages` and no `model` field (400 ValidationException,
-with Bedrock's messages). Unknown fields are ignored. Faults come from the FaultBoard
-(see faults.py), one target per region.
+One emulator serves several regions, one listening port per region (the region is the port the
+request came in on), so "one endpoint per region" needs no DNS tricks. Requests must carry a SigV4
+Authorization header scoped to this region and service `bedrock` (403 otherwise); the Messages-API
+endpoint also takes a Bedrock API key as a bearer token (AWS's Messages API page lists both). What
+each API refuses with a 400, and the source of each rule, is in rules.py and docs/local-stack.md.
+Unknown fields are ignored. Faults come from the FaultBoard (see faults.py), one target per region,
+for both APIs.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gatewayctl.local import eventstream
+from gatewayctl.local import eventstream, rules
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
-from gatewayctl.local.replies import Reply, known_model, make_reply
+from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
 
-BEDROCK_VERSION = "bedrock-2023-05-31"
+BEDROCK_VERSION = rules.BEDROCK_VERSION
 
 # HTTP status -> Bedrock's exception name (botocore maps it to the modelled error).
 ERROR_NAMES = {
@@ -78,8 +83,10 @@ def fault_error(fault: Fault) -> BedrockError:
     return BedrockError(status, name, ERROR_MESSAGES.get(name, f"Injected fault: HTTP {status}"))
 
 
-def check_sigv4(request: Request, region: str) -> None:
+def check_sigv4(request: Request, region: str, *, bearer_ok: bool = False) -> None:
     auth = request.headers.get("authorization", "")
+    if bearer_ok and auth.startswith("Bearer ") and auth[7:].strip():
+        return  # a Bedrock API key (the emulator takes any)
     if not auth:
         raise BedrockError(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
     if not auth.startswith("AWS4-HMAC-SHA256 ") or "Credential=" not in auth:
@@ -94,6 +101,8 @@ def check_sigv4(request: Request, region: str) -> None:
 
 
 def validate_body(raw: bytes, model_id: str) -> dict[str, Any]:
+    """InvokeModel's body rules (rules.py has the sources); the first broken one is a ValidationException."""
+
     def invalid(detail: str) -> BedrockError:
         return BedrockError(
             400,
@@ -107,20 +116,104 @@ def validate_body(raw: bytes, model_id: str) -> dict[str, Any]:
         raise invalid("#: expected a JSON object") from None
     if not isinstance(body, dict):
         raise invalid("#: expected type: JSONObject")
-    if "model" in body:
-        raise invalid("#: extraneous key [model] is not permitted")
+    # The model is the path's {modelId} and the operation chooses streaming: the SDK removes both from
+    # the body (anthropic lib/bedrock/_client.py); whether Bedrock refuses them is unverified.
+    for key in ("model", "stream"):
+        if key in body:
+            raise invalid(f"#: extraneous key [{key}] is not permitted")
     for key in ("anthropic_version", "max_tokens", "messages"):
         if key not in body:
             raise invalid(f"#: required key [{key}] not found")
-    if body["anthropic_version"] != BEDROCK_VERSION:
+    version = body["anthropic_version"]
+    if version != BEDROCK_VERSION and not (version == rules.SDK_VERSION and not rules.ARN_VERSIONED.search(model_id)):
         raise BedrockError(400, "ValidationException", "invalid anthropic version")
-    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
-        raise invalid("#/max_tokens: expected minimum: 1")
-    if not isinstance(body["messages"], list) or not body["messages"]:
-        raise invalid("#/messages: expected minimum item count: 1")
-    if not known_model(model_id):
+    wrong = rules.wrong_field(body, style="bedrock")
+    if wrong is not None:
+        raise invalid(wrong)
+    entry = catalog_entry(model_id)
+    if entry is None:
         raise BedrockError(400, "ValidationException", "The provided model identifier is invalid.")
+    if entry.bedrock_api == "messages":
+        # Anthropic documents InvokeModel for "Opus 4.6 and earlier" (claude-on-amazon-bedrock-legacy.md);
+        # a base id of such a model is refused on-demand (https://qiita.com/k5ki/items/7c4f4567043482bb4521).
+        raise BedrockError(
+            400,
+            "ValidationException",
+            f"Invocation of model ID {model_id} with InvokeModel isn't supported. "
+            "Use the Messages API (/anthropic/v1/messages) for this model.",
+        )
+    flag = rules.refused_beta("bedrock-invoke", body.get("anthropic_beta") or [], model_id)
+    if flag is not None:
+        raise BedrockError(400, "ValidationException", "invalid beta flag")
     return body
+
+
+class MessagesError(Exception):
+    """An answer of the Messages-API endpoint, in the Anthropic error shape."""
+
+    # HTTP status -> Anthropic error type. Bedrock's own mapping of throttling, access and availability
+    # errors on this endpoint is unverified: these are the Claude API's types for each status.
+    TYPES = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        408: "timeout_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
+
+    def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.error_type = error_type or self.TYPES.get(status, "api_error")
+
+    def response(self) -> Response:
+        return JSONResponse(
+            {"type": "error", "error": {"type": self.error_type, "message": self.message}},
+            status_code=self.status,
+            headers={"x-amzn-RequestId": str(uuid.uuid4())},
+        )
+
+
+def validate_messages(raw: bytes, headers: Any) -> tuple[dict[str, Any], str]:
+    """The Messages-API endpoint's rules (rules.py has the sources): (body, model id) or MessagesError."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise MessagesError(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise MessagesError(400, "The request body must be a JSON object.")
+    version = headers.get("anthropic-version")
+    if not version:
+        raise MessagesError(400, "anthropic-version: header is required")
+    if version not in rules.MESSAGES_VERSIONS:
+        raise MessagesError(400, f"anthropic-version: {version!r} is not a supported API version")
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise MessagesError(400, "model: Field required")
+    if rules.ARN_VERSIONED.search(model_id):
+        # ARN-versioned ids belong to the InvokeModel/Converse integration (claude-on-amazon-bedrock-legacy.md).
+        raise MessagesError(
+            400, f"model: {model_id} is an ARN-versioned model id; this endpoint serves the Messages-API models"
+        )
+    for key in ("max_tokens", "messages"):
+        if key not in body:
+            raise MessagesError(400, f"{key}: Field required")
+    wrong = rules.wrong_field(body, style="anthropic")
+    if wrong is not None:
+        raise MessagesError(400, wrong)
+    if not known_model(model_id):
+        raise MessagesError(404, f"model: {model_id}")
+    if rules.refused_beta("bedrock-messages", rules.beta_list(headers.get("anthropic-beta")), model_id):
+        raise MessagesError(400, "invalid beta flag")
+    return body, model_id
+
+
+def messages_fault_error(fault: Fault) -> MessagesError:
+    status = fault.status or 500
+    return MessagesError(status, f"Injected fault: HTTP {status}", fault.error_type)
 
 
 class BedrockEmulator:
@@ -132,6 +225,7 @@ class BedrockEmulator:
         routes = [
             Route("/model/{model_id:path}/invoke", self.invoke, methods=["POST"]),
             Route("/model/{model_id:path}/invoke-with-response-stream", self.invoke_stream, methods=["POST"]),
+            Route("/anthropic/v1/messages", self.messages, methods=["POST"]),
             *self.board.control_routes(),
         ]
         self.app = Starlette(routes=routes)
@@ -191,6 +285,60 @@ class BedrockEmulator:
                 "X-Amzn-Bedrock-Content-Type": "application/json",
             },
         )
+
+
+    async def messages(self, request: Request) -> Response:
+        """POST /anthropic/v1/messages: a whole message, or SSE when the body says `stream: true`."""
+        try:
+            region = self.region_of(request)
+            check_sigv4(request, region, bearer_ok=True)
+        except BedrockError as exc:
+            return MessagesError(exc.status, exc.message, "permission_error").response()
+        raw = await request.body()
+        loose = json_or_none(raw)
+        streaming = isinstance(loose, dict) and loose.get("stream") is True
+        model = loose.get("model") if isinstance(loose, dict) else None
+        operation = "messages_stream" if streaming else "messages"
+        decision = self.board.record(region, operation, {"model_id": model, "bytes": len(raw), "body": loose})
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        fault = decision.fault
+        try:
+            if fault and (fault.kind == "timeout" or (fault.kind == "stall" and not streaming)):
+                await hang(request, fault.hang_seconds)
+            if fault and (fault.kind == "error" or (fault.kind == "midstream" and not streaming)):
+                raise messages_fault_error(fault if fault.kind == "error" else Fault(kind="error", status=500))
+            body, model_id = validate_messages(raw, request.headers)
+        except MessagesError as exc:
+            return exc.response()
+        reply = make_reply({k: v for k, v in body.items() if k != "model"}, len(raw), model_id)
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+        if not streaming:
+            return JSONResponse(reply.message(), headers=headers)
+        return StreamingResponse(
+            _sse(reply, stream_fault(decision)),
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache"},
+        )
+
+
+async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
+    """The Messages API's SSE framing (`event: <type>` / `data: <json>`, a ping after message_start)."""
+    events = reply.events()
+    events.insert(1, {"type": "ping"})
+    for n, event in enumerate(events):
+        if fault is not None and n >= fault.after_events and fault.kind == "stall":
+            await asyncio.sleep(fault.hang_seconds)
+            return
+        if fault is not None and n >= fault.after_events:
+            error = {
+                "type": "error",
+                "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"},
+            }
+            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+            return
+        yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+        await asyncio.sleep(0)
 
 
 async def _stream(reply: Reply, fault: Fault | None, started: float) -> AsyncIterator[bytes]:

@@ -120,7 +120,12 @@ def model_name(model_id: str) -> str:
 
 
 def known_model(model_id: str) -> bool:
-    return load_catalog().resolve(model_id) is not None
+    return catalog_entry(model_id) is not None
+
+
+def catalog_entry(model_id: str) -> Any:
+    """The catalog entry an upstream id names (the emulators know the models the catalog knows)."""
+    return load_catalog().resolve(model_id)
 
 
 def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:

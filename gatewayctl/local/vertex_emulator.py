@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from gatewayctl.local import rules
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
 from gatewayctl.local.replies import Reply, known_model, make_reply
 
@@ -204,7 +205,7 @@ class VertexEmulator:
         failure = await _apply(request, decision, streaming=operation == "streamRawPredict")
         if failure is not None:
             return failure
-        body, error = _validate(raw, model)
+        body, error = _validate(raw, model, request.headers)
         if error is not None:
             return error
         reply = make_reply(body, len(raw), model)
@@ -233,7 +234,7 @@ async def _apply(request: Request, decision: Decision, *, streaming: bool) -> Re
     return None
 
 
-def _validate(raw: bytes, model: str) -> tuple[dict[str, Any], Response | None]:
+def _validate(raw: bytes, model: str, headers: Any) -> tuple[dict[str, Any], Response | None]:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -245,12 +246,23 @@ def _validate(raw: bytes, model: str) -> tuple[dict[str, Any], Response | None]:
     for key in ("anthropic_version", "max_tokens", "messages"):
         if key not in body:
             return body, anthropic_error(400, f"{key}: Field required")
+    # vertex-2023-10-16 is the documented value (https://platform.claude.com/docs/en/build-with-claude/claude-on-vertex-ai);
+    # whether Vertex refuses SDK 2.14's default 2026-10-21 is unverified: the emulator refuses it.
     if body["anthropic_version"] != VERTEX_VERSION:
         return body, anthropic_error(400, f"anthropic_version: must be {VERTEX_VERSION!r}")
-    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+    if isinstance(body["max_tokens"], bool) or not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
         return body, anthropic_error(400, "max_tokens: must be a positive integer")
+    wrong = rules.wrong_field(body, style="anthropic")
+    if wrong is not None:
+        return body, anthropic_error(400, wrong)
     if not known_model(model):
         return body, google_error(404, f"Publisher Model `{model}` not found.")
+    # The SDK sends betas as the anthropic-beta header, the gateway as the body's anthropic_beta: both count.
+    flags = [*rules.beta_list(headers.get("anthropic-beta")), *(body.get("anthropic_beta") or [])]
+    flag = rules.refused_beta("vertex", flags, model)
+    if flag is not None:
+        # The Claude API's words (https://docs.anthropic.com/en/api/beta-headers); Vertex's are unverified.
+        return body, anthropic_error(400, f"Unsupported beta header: {flag}")
     return body, None
 
 
