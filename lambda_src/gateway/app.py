@@ -126,18 +126,33 @@ def create_app(
 
 
 def build_upstreams(settings: Settings) -> dict[str, list[Upstream]]:
-    """Residency -> Bedrock regions in order, then Vertex when the residency has a Vertex region."""
+    """Residency -> its upstreams in failover order: each Bedrock region (InvokeModel for the models that
+    have an ARN-versioned id, the Messages-API endpoint for the rest: the catalog's `bedrock_api` picks
+    one), then Vertex when the residency has a Vertex region, then the Claude API when configured."""
+    from gateway.adapters import messages_api
     from gateway.adapters.bedrock import BedrockUpstream
 
-    bedrock: dict[str, BedrockUpstream] = {}
+    bedrock_model_id = messages_api.bedrock_messages_model_id(settings.bedrock_messages_model_id)
+    bedrock: dict[str, list[Upstream]] = {}
     vertex: dict[str, Upstream] = {}
     chains: dict[str, list[Upstream]] = {}
     for residency, regions in settings.bedrock_regions.items():
         chain: list[Upstream] = []
         for region in regions:
             if region not in bedrock:
-                bedrock[region] = BedrockUpstream(settings, region)
-            chain.append(bedrock[region])
+                bedrock[region] = [
+                    BedrockUpstream(settings, region),
+                    messages_api.MessagesApiUpstream(
+                        provider="bedrock",
+                        region=region,
+                        wire="bedrock-messages",
+                        base_url=settings.bedrock_messages_base_url(region),
+                        auth=messages_api.SigV4(region, "bedrock"),
+                        model_ids=bedrock_model_id,
+                        service="Bedrock Messages API",
+                    ),
+                ]
+            chain.extend(bedrock[region])
         chains[residency] = chain
     for residency, region in settings.vertex_regions.items():
         from gateway.adapters.vertex import VertexUpstream  # google.auth only when Vertex is configured
@@ -145,6 +160,20 @@ def build_upstreams(settings: Settings) -> dict[str, list[Upstream]]:
         if region not in vertex:
             vertex[region] = VertexUpstream(settings, region)
         chains.setdefault(residency, []).append(vertex[region])
+    if settings.anthropic_api_secret_arn:
+        claude_api = messages_api.MessagesApiUpstream(
+            provider="anthropic",
+            region=messages_api.claude_api_region(settings.anthropic_api_base_url),
+            wire="anthropic",
+            base_url=settings.anthropic_api_base_url,
+            auth=messages_api.SecretApiKey(
+                settings.anthropic_api_secret_arn, workspace_id=settings.anthropic_api_workspace_id
+            ),
+            model_ids=messages_api.claude_api_model_id,
+            service="Claude API",
+        )
+        for residency in settings.anthropic_api_residencies:
+            chains.setdefault(residency, []).append(claude_api)
     return chains
 
 

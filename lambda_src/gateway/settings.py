@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.domain.catalog import RESIDENCIES
+
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 
 
 class SettingsError(ValueError):
@@ -34,6 +37,11 @@ class Settings:
     bedrock_regions: Mapping[str, tuple[str, ...]]
     # region -> endpoint URL; set only by the local stack and tests (the Bedrock emulator)
     bedrock_endpoints: Mapping[str, str] = field(default_factory=dict)
+    # region -> base URL of Bedrock's Messages-API endpoint (POST {base}/v1/messages); unset regions use
+    # their BEDROCK_ENDPOINTS entry + /anthropic, else https://bedrock-runtime.{region}.amazonaws.com/anthropic
+    bedrock_messages_endpoints: Mapping[str, str] = field(default_factory=dict)
+    # the model id sent to the Messages-API endpoint: the base model id, or the residency's profile id
+    bedrock_messages_model_id: str = "base"
     vertex_project: str | None = None
     # residency -> Vertex region; a residency without one has no Vertex fallback
     vertex_regions: Mapping[str, str] = field(default_factory=dict)
@@ -50,6 +58,11 @@ class Settings:
     breaker_open_seconds: float = 30.0
     # This environment's changes to the model catalog (JSON; docs/models.md), validated at synthesis.
     catalog_overrides: str | None = None
+    # The Claude API (or Claude Platform on AWS) after Vertex: off unless the key's secret is named.
+    anthropic_api_secret_arn: str | None = None
+    anthropic_api_base_url: str = "https://api.anthropic.com"
+    anthropic_api_workspace_id: str | None = None  # Claude Platform on AWS only
+    anthropic_api_residencies: tuple[str, ...] = ("global",)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +76,23 @@ class Settings:
         _known_residencies(vertex_regions, "VERTEX_REGIONS")
         if vertex_regions and not env.get("VERTEX_PROJECT"):
             raise SettingsError("VERTEX_REGIONS is set but VERTEX_PROJECT is not")
+        messages_id = env.get("BEDROCK_MESSAGES_MODEL_ID", "").strip() or "base"
+        if messages_id not in ("base", "profile"):
+            raise SettingsError(f"BEDROCK_MESSAGES_MODEL_ID must be base or profile, not {messages_id!r}")
+        secret_arn = env.get("ANTHROPIC_API_SECRET_ARN", "").strip() or None
+        if secret_arn is not None and not _SECRET_ARN.match(secret_arn):
+            raise SettingsError("ANTHROPIC_API_SECRET_ARN must be a Secrets Manager secret ARN")
+        anthropic_residencies = ("global",)
+        if env.get("ANTHROPIC_API_RESIDENCIES", "").strip():
+            try:
+                raw_residencies = json.loads(env["ANTHROPIC_API_RESIDENCIES"])
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"ANTHROPIC_API_RESIDENCIES is not valid JSON: {exc}") from None
+            anthropic_residencies = tuple(_str_list(raw_residencies, "ANTHROPIC_API_RESIDENCIES"))
+            _known_residencies(dict.fromkeys(anthropic_residencies), "ANTHROPIC_API_RESIDENCIES")
+        anthropic_url = env.get("ANTHROPIC_API_BASE_URL", "").strip() or "https://api.anthropic.com"
+        if not anthropic_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise SettingsError("ANTHROPIC_API_BASE_URL must be https (http only for loopback)")
         return cls(
             env=env.get("GATEWAY_ENV", "dev"),
             region=_required(env, "AWS_REGION"),
@@ -84,7 +114,23 @@ class Settings:
             breaker_failure_threshold=int(_number(env, "BREAKER_FAILURE_THRESHOLD", 3, minimum=1)),
             breaker_open_seconds=_number(env, "BREAKER_OPEN_SECONDS", 30.0, minimum=1),
             catalog_overrides=env.get("CATALOG_OVERRIDES") or None,
+            bedrock_messages_endpoints={
+                k: str(v) for k, v in _json_object(env, "BEDROCK_MESSAGES_ENDPOINTS").items()
+            },
+            bedrock_messages_model_id=messages_id,
+            anthropic_api_secret_arn=secret_arn,
+            anthropic_api_base_url=anthropic_url,
+            anthropic_api_workspace_id=env.get("ANTHROPIC_API_WORKSPACE_ID", "").strip() or None,
+            anthropic_api_residencies=anthropic_residencies,
         )
+
+    def bedrock_messages_base_url(self, region: str) -> str:
+        """Where Bedrock's Messages-API endpoint is for a region (bedrock-runtime: docs/models.md)."""
+        if region in self.bedrock_messages_endpoints:
+            return self.bedrock_messages_endpoints[region].rstrip("/")
+        if region in self.bedrock_endpoints:
+            return self.bedrock_endpoints[region].rstrip("/") + "/anthropic"
+        return f"https://bedrock-runtime.{region}.amazonaws.com/anthropic"
 
     def to_env(self) -> dict[str, str]:
         """The variables that reproduce these settings (used by the local stack and the tests)."""
@@ -104,6 +150,10 @@ class Settings:
             "UPSTREAM_TIMEOUT_SECONDS": str(self.upstream_timeout_seconds),
             "BREAKER_FAILURE_THRESHOLD": str(self.breaker_failure_threshold),
             "BREAKER_OPEN_SECONDS": str(self.breaker_open_seconds),
+            "BEDROCK_MESSAGES_ENDPOINTS": json.dumps(dict(self.bedrock_messages_endpoints)),
+            "BEDROCK_MESSAGES_MODEL_ID": self.bedrock_messages_model_id,
+            "ANTHROPIC_API_BASE_URL": self.anthropic_api_base_url,
+            "ANTHROPIC_API_RESIDENCIES": json.dumps(list(self.anthropic_api_residencies)),
         }
         optional = {
             "VERTEX_PROJECT": self.vertex_project,
@@ -111,6 +161,8 @@ class Settings:
             "VERTEX_WIF_CONFIG": self.vertex_wif_config,
             "CLOUD_LOGGING_ENDPOINT": self.cloud_logging_endpoint,
             "CATALOG_OVERRIDES": self.catalog_overrides,
+            "ANTHROPIC_API_SECRET_ARN": self.anthropic_api_secret_arn,
+            "ANTHROPIC_API_WORKSPACE_ID": self.anthropic_api_workspace_id,
         }
         out.update({k: v for k, v in optional.items() if v})
         return out

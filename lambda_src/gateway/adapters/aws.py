@@ -34,6 +34,11 @@ def client(service: str, region: str, *, endpoint_url: str | None = None, **conf
         )
 
 
+def credentials() -> Any:
+    """The container's AWS credentials (botocore's chain: the Lambda role's, or the environment's); None if none."""
+    return _session().get_credentials()
+
+
 def dynamodb(region: str) -> Any:
     """The container's one DynamoDB client, shared by the tenant and quota stores.
 

@@ -117,6 +117,9 @@ class BedrockUpstream:
         _ = self.client
 
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
+        # Models without an ARN-versioned id are served by the Messages-API endpoint (messages_api.py).
+        if entry.bedrock_api != "invoke":
+            return None
         return entry.bedrock_profiles.get(residency)
 
     async def invoke(

@@ -17,13 +17,15 @@ from typing import Any
 
 import anyio
 
+from gateway.adapters.messages_api import stream_error, transport_failure
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed, timed_out
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed
 from gateway.domain.sse import SSEParser
 from gateway.settings import Settings
 
 VERTEX_VERSION = "vertex-2023-10-16"
+SERVICE = "Vertex AI"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
@@ -154,7 +156,7 @@ class VertexUpstream:
                 timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             )
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc, NEXT) from None
+            raise transport_failure(exc, NEXT, SERVICE) from None
         if response.status_code != 200:
             raise classify_http(response.status_code, response.content)
         return response.content
@@ -175,7 +177,7 @@ class VertexUpstream:
         try:
             response = await self._client().send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc, NEXT) from None
+            raise transport_failure(exc, NEXT, SERVICE) from None
         try:
             if response.status_code != 200:
                 raise classify_http(response.status_code, await response.aread())
@@ -184,10 +186,10 @@ class VertexUpstream:
                 async for chunk in response.aiter_raw():
                     for event, data in parser.feed(chunk):
                         if event == "error":  # accepted, then failed: it may have run
-                            raise possibly_billed(_stream_error(data))
+                            raise possibly_billed(stream_error(data))
                         yield event, data
             except httpx.HTTPError as exc:
-                raise possibly_billed(_transport_failure(exc, RETRY)) from None
+                raise possibly_billed(transport_failure(exc, RETRY, SERVICE)) from None
         finally:
             # Shielded: when the client leaves, Starlette cancels the relay, and an unshielded close
             # would be cancelled before the connection is released.
@@ -197,29 +199,3 @@ class VertexUpstream:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
-
-
-def _transport_failure(exc: Exception, kind: str) -> UpstreamFailure:
-    """httpx's timeouts and connection errors; `kind` for a connection lost mid-stream (before any event)."""
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        # A connect or pool timeout never sent the request; a read or write timeout may have.
-        sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
-        return timed_out(f"Vertex AI did not answer in time ({type(exc).__name__})", possibly_billed=sent)
-    return UpstreamFailure(kind, 502, "api_error", str(exc) or type(exc).__name__, code=type(exc).__name__)
-
-
-def _stream_error(data: bytes) -> UpstreamFailure:
-    try:
-        error = json.loads(data).get("error", {})
-    except (ValueError, AttributeError):
-        error = {}
-    error_type = str(error.get("type") or "api_error")
-    status = {"overloaded_error": 529, "rate_limit_error": 429, "invalid_request_error": 400}.get(
-        error_type, 500
-    )
-    kind = CLIENT if status == 400 else RETRY if status == 500 else NEXT
-    return UpstreamFailure(
-        kind, status, error_type, str(error.get("message") or "stream error"), code=error_type
-    )

@@ -90,7 +90,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class Attempt:
-    provider: Literal["bedrock", "vertex"]
+    provider: Literal["bedrock", "vertex", "anthropic"]
     region: str
     model_id: str
     error: str | None = None  # None for the attempt that served the request
