@@ -316,13 +316,13 @@ class BedrockEmulator:
         if not streaming:
             return JSONResponse(reply.message(), headers=headers)
         return StreamingResponse(
-            _sse(reply, stream_fault(decision)),
+            sse_events(reply, stream_fault(decision)),
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache"},
         )
 
 
-async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
+async def sse_events(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
     """The Messages API's SSE framing (`event: <type>` / `data: <json>`, a ping after message_start)."""
     events = reply.events()
     events.insert(1, {"type": "ping"})
