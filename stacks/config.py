@@ -83,6 +83,20 @@ class IdentityProvider:
 
 
 @dataclass(frozen=True)
+class AnthropicApi:
+    """The Claude API (or Claude Platform on AWS) as a third provider after Vertex; off unless configured.
+    The key lives in a Secrets Manager secret the operator creates; the function may read only that one."""
+
+    secret_arn: str  # the full ARN, with the random suffix Secrets Manager appends
+    residencies: tuple[str, ...] = ("global",)  # where it may serve: it runs outside the Bedrock regions
+    base_url: str | None = None  # None: https://api.anthropic.com
+    workspace_id: str | None = None  # Claude Platform on AWS
+
+
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     upstreams: Mapping[str, Upstreams]
@@ -113,6 +127,7 @@ class EnvironmentConfig:
     lambda_memory_mb: int = 1024
     reserved_concurrency: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    anthropic_api: AnthropicApi | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -210,6 +225,16 @@ class EnvironmentConfig:
             self._fail("lambda_memory_mb", "between 128 and 10240")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
             self._fail("reserved_concurrency", "at least 1, or None")
+        if self.anthropic_api is not None:
+            self._validate_anthropic_api(self.anthropic_api)
+
+    def _validate_anthropic_api(self, api: AnthropicApi) -> None:
+        if not _SECRET_ARN.match(api.secret_arn or ""):
+            self._fail("anthropic_api.secret_arn", "the full ARN of a Secrets Manager secret (with its suffix)")
+        if not api.residencies or set(api.residencies) - set(RESIDENCIES):
+            self._fail("anthropic_api.residencies", f"one or more of {', '.join(RESIDENCIES)}")
+        if api.base_url is not None and not api.base_url.startswith("https://"):
+            self._fail("anthropic_api.base_url", "an https URL")
 
     def _validate_idp(self, idp: IdentityProvider) -> None:
         if idp.kind not in ("saml", "oidc"):

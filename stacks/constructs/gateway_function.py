@@ -165,6 +165,13 @@ class GatewayFunction(Construct):
             environment["VERTEX_REGIONS"] = json.dumps(config.vertex_regions(), sort_keys=True)
         if config.vertex_wif_config:
             environment["VERTEX_WIF_CONFIG"] = config.vertex_wif_config
+        if config.anthropic_api is not None:
+            environment["ANTHROPIC_API_SECRET_ARN"] = config.anthropic_api.secret_arn
+            environment["ANTHROPIC_API_RESIDENCIES"] = json.dumps(list(config.anthropic_api.residencies))
+            if config.anthropic_api.base_url:
+                environment["ANTHROPIC_API_BASE_URL"] = config.anthropic_api.base_url
+            if config.anthropic_api.workspace_id:
+                environment["ANTHROPIC_API_WORKSPACE_ID"] = config.anthropic_api.workspace_id
 
         self.function = lambda_.Function(
             self,
@@ -220,8 +227,21 @@ class GatewayFunction(Construct):
             )
         )
         audit_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+        if config.anthropic_api is not None:
+            # The Claude API key: this one secret, read once per container.
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ClaudeApiKey",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[config.anthropic_api.secret_arn],
+                )
+            )
 
-        # Managed policies per residency, each under IAM's 6,144-character document limit.
+        # Managed policies per residency, each under IAM's 6,144-character document limit. The same actions
+        # cover both Bedrock APIs on bedrock-runtime: InvokeModel and the Messages-API endpoint
+        # (/anthropic/v1/messages), which the runtime calls with the base model id in each chain region, whose
+        # foundation-model ARN is granted below. AWS lists bedrock:InvokeModel(WithResponseStream) as the
+        # bedrock-runtime endpoint's inference permissions: https://docs.aws.amazon.com/bedrock/latest/userguide/inference.html
         by_residency = bedrock_resources_by_residency(
             config, account=Stack.of(self).account, partition=Aws.PARTITION
         )
