@@ -23,7 +23,7 @@ import gateway
 ARN_VERSIONED = re.compile(r"-v\d+(:\d+)?$")
 
 # anthropic_version on InvokeModel: bedrock-2023-05-31 is the documented value
-# (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages.html);
+# (https://docs.aws.amazon.com/code-library/latest/ug/bedrock-runtime_example_bedrock-runtime_InvokeModel_AnthropicClaude_section.html);
 # SDK 2.14 sends 2026-10-21 by default, which "ARN-versioned models ... on Bedrock" do not support
 # (the Warning on https://platform.claude.com/docs/en/build-with-claude/claude-on-amazon-bedrock-legacy.md).
 BEDROCK_VERSION = "bedrock-2023-05-31"

@@ -3,7 +3,8 @@
 - POST /v1/projects/{p}/locations/{r}/publishers/anthropic/models/{m}:rawPredict answers the
   Anthropic Messages API JSON; :streamRawPredict answers SSE exactly as the Anthropic API streams
   (event: <type> / data: <json>, with a ping after message_start). Bodies must carry
-  anthropic_version vertex-2023-10-16 and max_tokens, and no `model` (it is in the URL).
+  anthropic_version vertex-2023-10-16 and max_tokens, and no `model` (it is in the URL); wrong-typed
+  fields and refused beta flags are 400s (rules.py, with sources).
 - POST /v1/token is https://sts.googleapis.com/v1/token: it takes the AWS-signed GetCallerIdentity
   request that google.auth.aws builds as a subject token (Workload Identity Federation with AWS as
   the identity provider), checks its shape (SigV4 Authorization header, the audience as
@@ -246,7 +247,7 @@ def _validate(raw: bytes, model: str, headers: Any) -> tuple[dict[str, Any], Res
     for key in ("anthropic_version", "max_tokens", "messages"):
         if key not in body:
             return body, anthropic_error(400, f"{key}: Field required")
-    # vertex-2023-10-16 is the documented value (https://platform.claude.com/docs/en/build-with-claude/claude-on-vertex-ai);
+    # vertex-2023-10-16 is the documented value (https://platform.claude.com/docs/ko/build-with-claude/claude-on-vertex-ai);
     # whether Vertex refuses SDK 2.14's default 2026-10-21 is unverified: the emulator refuses it.
     if body["anthropic_version"] != VERTEX_VERSION:
         return body, anthropic_error(400, f"anthropic_version: must be {VERTEX_VERSION!r}")

@@ -37,8 +37,9 @@ from gateway.domain.failover import (
 from gateway.domain.sse import SSEParser
 from gateway.models.catalog import CatalogEntry
 
-# The one version every Messages API host documents (Bedrock: the inference-messages-api page above;
-# Claude API: https://docs.anthropic.com/en/api/versioning). SDK 2.x would send 2026-10-21.
+# The version AWS documents for the Messages API (the inference-messages-api page above) and for Claude
+# Platform on AWS (https://docs.aws.amazon.com/claude-platform/latest/userguide/making-requests.md).
+# SDK 2.x would send 2026-10-21, which ARN-versioned Bedrock models refuse.
 ANTHROPIC_VERSION = "2023-06-01"
 CLAUDE_API_URL = "https://api.anthropic.com"
 _ANTHROPIC_ERROR_TYPES = {
