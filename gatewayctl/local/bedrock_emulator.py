@@ -299,7 +299,13 @@ class BedrockEmulator:
         streaming = isinstance(loose, dict) and loose.get("stream") is True
         model = loose.get("model") if isinstance(loose, dict) else None
         operation = "messages_stream" if streaming else "messages"
-        decision = self.board.record(region, operation, {"model_id": model, "bytes": len(raw), "body": loose})
+        summary = {
+            "model_id": model,
+            "bytes": len(raw),
+            "body": loose,
+            "headers": {k: request.headers[k] for k in ("anthropic-version", "anthropic-beta") if k in request.headers},
+        }
+        decision = self.board.record(region, operation, summary)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         fault = decision.fault

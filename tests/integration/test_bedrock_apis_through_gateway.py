@@ -57,6 +57,7 @@ def test_a_messages_api_model_is_served_by_the_messages_endpoint(caller, audit_s
     assert sent["model_id"] == "anthropic.claude-opus-4-7"
     assert sent["body"]["messages"] == HELLO and sent["body"]["max_tokens"] == 32
     assert sent["body"].get("stream", False) is stream and "anthropic_version" not in sent["body"]
+    assert sent["headers"] == {"anthropic-version": "2023-06-01"}  # set by the gateway, no betas asked
     [outcome] = audit_stream.outcomes(caller.tenant_id)
     assert outcome["event_type"] == "response" and (outcome["provider"], outcome["region"]) == (
         "bedrock",
@@ -170,20 +171,23 @@ def test_a_beta_flag_the_upstream_refuses_is_dropped_and_reported(caller, audit_
     assert upstream_calls(caller.stack) == 1
     if model == INVOKE_MODEL:
         assert sent["body"]["anthropic_beta"] == ["context-1m-2025-08-07"]
+    else:
+        assert sent["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
+        assert "anthropic_beta" not in sent["body"]
     [outcome] = audit_stream.outcomes(caller.tenant_id)
     assert outcome["event_type"] == "response" and outcome["dropped_betas"] == "mcp-servers-2025-12-04"
 
 
 def test_the_messages_endpoint_gets_the_betas_it_accepts_as_a_header(caller) -> None:
-    # The emulator refuses a refused flag in the header (test_emulators_official_clients), so this
-    # request being served shows the header carried exactly what the chain kept.
-    caller.client.messages.create(
+    raw = caller.client.messages.with_raw_response.create(
         model=MESSAGES_MODEL,
         max_tokens=32,
         messages=HELLO,
         extra_headers={"anthropic-beta": "no-such-beta-2099-01-01,interleaved-thinking-2025-05-14"},
     )
     assert caller.stack.request_counts()["us-east-1"] == {"total": 1, "messages": 1}
+    assert caller.stack.recent_requests()[-1]["headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert raw.headers["x-gateway-dropped-betas"] == "no-such-beta-2099-01-01"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
