@@ -212,15 +212,23 @@ def test_a_breaker_opened_by_another_container_is_honoured(caller) -> None:
     asyncio.run(store.save(EAST, BreakerState("open", now + 3600, now + 0.001)))
     breakers = caller.stack.app.state.breakers
     deadline = time.monotonic() + 60
-    while breakers.status(EAST) != "open" and time.monotonic() < deadline:
-        # A request starts a background refresh when one is due and none is in flight. One already in
-        # flight may have read the table before the write above, and on a loaded machine a refresh can
-        # time out: so wait for any refresh to end, make one due, start it, and wait for it to end.
-        _wait_until(lambda: not breakers._refreshing, deadline)
-        breakers._last_refresh = float("-inf")
-        caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
-        _wait_until(lambda: not breakers._refreshing, deadline)
+    # The requests that start refreshes must not succeed on us-east-1 (a success there after the open
+    # state arrived would close the breaker again, as it should: the region served), nor count as its
+    # failures (they would open it locally): a 403 is misconfiguration, neither.
+    caller.stack.set_fault("us-east-1", "error", status=403)
+    try:
+        while breakers.status(EAST) != "open" and time.monotonic() < deadline:
+            # A request starts a background refresh when one is due and none is in flight. One already in
+            # flight may have read the table before the write above, and on a loaded machine a refresh can
+            # time out: so wait for any refresh to end, make one due, start it, and wait for it to end.
+            _wait_until(lambda: not breakers._refreshing, deadline)
+            breakers._last_refresh = float("-inf")
+            caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
+            _wait_until(lambda: not breakers._refreshing, deadline)
+    finally:
+        caller.stack.clear_faults("us-east-1")
     assert breakers.status(EAST) == "open", "the shared open state never reached this container"
+    assert breakers.get(EAST).opened_until > time.time() + 600  # the shared state's hour, not a local open
     caller.stack.reset_counts()
     caller.client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)
 
