@@ -387,3 +387,25 @@ async def test_on_done_is_idempotent_and_the_relay_does_not_start_after_it(world
     assert not world.quota.released and outcome.response_sha256 is None
     assert [chunk async for chunk in reply.stream] == []  # the relay does not start after clean-up
     assert len(world.audit.outcomes) == 1
+
+
+async def test_a_request_served_by_a_regional_vertex_endpoint_is_charged_its_uplift(world: World) -> None:
+    world.east.script = [throttled()]
+    world.west.script = [throttled()]
+    response = await world.post(BODY)
+
+    assert response.status_code == 200
+    [(_, usage, cost)] = world.quota.settled
+    assert world.audit.outcomes[0].served_by.provider == "vertex"
+    # sonnet on Vertex's regional endpoint (us-east5): the 10 % regional uplift applies there too
+    assert cost == pytest.approx((usage.input_tokens * 3 + usage.output_tokens * 15) / 1e6 * 1.1)
+
+
+async def test_body_beta_flags_are_filtered_like_the_header_and_not_forwarded_as_sent(world: World) -> None:
+    body = {**BODY, "anthropic_beta": ["context-1m-2025-08-07", "nope-2099"], "anthropic_version": "2026-10-21"}
+    response = await world.post(body, headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+
+    assert response.status_code == 200
+    [call] = world.east.calls
+    assert "anthropic_beta" not in call["body"] and "anthropic_version" not in call["body"]
+    assert response.headers["x-gateway-dropped-betas"] == "nope-2099"

@@ -104,7 +104,7 @@ class Gateway:
             exchange.request = request
             principal, decision = await self._authorize(exchange, request, self._entry(request))
             end.reservation = await self._reserve_and_audit(end, principal, decision, request)
-            route = (exchange, decision.entry, decision.residency, decision.body, beta)
+            route = (exchange, decision.entry, decision.residency, forwardable(decision.body), request.beta)
             if request.stream:
                 opened = await self.chain.open_stream(*route)
                 relay = Relay(end, opened, idle_timeout_seconds=self.stream_idle_timeout_seconds)
@@ -228,6 +228,17 @@ def client_details(meta: RequestMeta, principal: Principal | None) -> RequestMet
         source_ip=pseudonymize(secret, "source_ip", meta.source_ip) if meta.source_ip else "",
         user_agent=pseudonymize(secret, "user_agent", meta.user_agent) if meta.user_agent else "",
     )
+
+
+# Body fields each upstream sets for itself (its API version; the beta flags it accepts, taken from the
+# request's own flags): never forwarded as the caller sent them.
+TRANSPORT_FIELDS = ("anthropic_version", "anthropic_beta")
+
+
+def forwardable(body: dict[str, Any]) -> dict[str, Any]:
+    if not any(name in body for name in TRANSPORT_FIELDS):
+        return body
+    return {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
 
 
 def _principal(exchange: Exchange) -> Principal:

@@ -91,7 +91,8 @@ class Relay:
                 request, decision = exchange.request, exchange.decision
                 assert request is not None and decision is not None
                 upper = tracker.upper_bound(request.max_tokens, request.body)
-                bound = None if upper is None else (upper, pricing.cost(end.catalog, decision, provider, upper))
+                region = self.opened.upstream.region
+                bound = None if upper is None else (upper, pricing.cost(end.catalog, decision, provider, upper, region))
                 end.cut_short(exchange.error_type, bound)
         except Exception:  # the client has had what it had; the record and settlement still follow
             end.accounting_failed()

@@ -128,6 +128,12 @@ def _parse_body(
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidRequestError("metadata: must be an object")
+    # Bedrock's and Vertex's body form of anthropic-beta: the same flags, filtered per upstream alike.
+    body_betas = body.get("anthropic_beta")
+    if body_betas is not None:
+        if not isinstance(body_betas, list) or not all(isinstance(b, str) for b in body_betas):
+            raise InvalidRequestError("anthropic_beta: must be a list of strings")
+        beta = (*beta, *(b for b in dict.fromkeys(body_betas) if b not in beta))
     walk = _Walk()
     for i, message in enumerate(messages):
         if not isinstance(message, dict):

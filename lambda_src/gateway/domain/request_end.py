@@ -71,7 +71,8 @@ class RequestEnd:
         exchange.usage = usage
         exchange.cost_usd = None
         if usage is not None and exchange.decision is not None:
-            exchange.cost_usd = pricing.cost(self.catalog, exchange.decision, provider, usage)
+            region = exchange.served_by.region if exchange.served_by is not None else None
+            exchange.cost_usd = pricing.cost(self.catalog, exchange.decision, provider, usage, region)
 
     def served_whole(self, body: bytes, provider: str) -> None:
         """A whole reply went out: its hash and usage are read when the request finishes, after the
