@@ -356,22 +356,24 @@ async def test_persistent_conflicts_end_in_429_retry_after_1(moto_tables):
 
 
 async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tables):
-    import dataclasses
-    import time
+    from gateway.adapters.dynamo_tenancy import DynamoTenantStore
+    from gateway.domain.tenancy import TenancyService
 
     target = moto_tables.target
     admin.create_tenant(target, "acme")
     admin.add_principal(target, "acme", "sub-1", ["basic_user"])
-    settings = dataclasses.replace(moto_tables.settings, principal_cache_ttl_seconds=0.3)
-    tenancy, _ = dynamo_services(settings, CATALOG, client=moto_tables.ddb)
+    now = [0.0]  # the cache's clock, moved by hand: the test waits on no real time
+    store = DynamoTenantStore(moto_tables.settings, client=moto_tables.ddb)
+    tenancy = TenancyService(store, CATALOG, ttl_seconds=30, clock=lambda: now[0])
     await tenancy.resolve(identity("sub-1"))
     admin.suspend_tenant(target, "acme")
     admin.set_roles(target, "sub-1", ["viewer"])
+    now[0] = 29.9
     assert (await tenancy.resolve(identity("sub-1"))).roles == ("basic_user",)  # cached: no read
-    time.sleep(0.35)
+    now[0] = 30.1
     with pytest.raises(PermissionDeniedError, match="tenant is suspended"):
         await tenancy.resolve(identity("sub-1"))
     admin.suspend_tenant(target, "acme", suspended=False)
-    time.sleep(0.35)
+    now[0] = 60.3
     with pytest.raises(PermissionDeniedError, match="creating messages"):  # each request resolves anew
         await tenancy.authorize(await tenancy.resolve(identity("sub-1")), request())

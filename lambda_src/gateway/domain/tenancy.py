@@ -33,12 +33,13 @@ class TenancyService:
         ttl_seconds: float,
         bedrock_residencies: Iterable[str] | None = None,
         vertex_residencies: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.bedrock_residencies = None if bedrock_residencies is None else tuple(bedrock_residencies)
         self.vertex_residencies = tuple(vertex_residencies)
-        self._cache = _Cache(ttl_seconds)
+        self._cache = _Cache(ttl_seconds, clock)
 
     async def resolve(self, identity: CallerIdentity) -> Principal:
         record = await self._principal(identity.principal_id)
@@ -122,8 +123,9 @@ class _Cache:
     """A TTL cache whose concurrent misses for one key share one load; None (unknown ids) is not cached,
     so a principal added now works at once."""
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl_seconds
+        self._clock = clock
         self._values: dict[tuple[str, str], tuple[float, Any]] = {}
         # in-flight loads per (event loop, key): apps in other threads (tests, local stack) share a cache
         self._inflight: dict[tuple[int, str, str], asyncio.Future[Any]] = {}
@@ -137,7 +139,7 @@ class _Cache:
 
     async def get(self, key: tuple[str, str], load: Callable[[], Awaitable[Any]]) -> Any:
         hit = self._values.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self._clock():
             return hit[1]
         loop = asyncio.get_running_loop()
         flight = (id(loop), *key)
@@ -159,5 +161,5 @@ class _Cache:
             self._inflight.pop(flight, None)
         future.set_result(value)
         if value is not None:
-            self._values[key] = (time.monotonic() + self._ttl, value)
+            self._values[key] = (self._clock() + self._ttl, value)
         return value
