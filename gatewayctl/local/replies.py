@@ -161,9 +161,33 @@ def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
         words=tuple(words),
         tool_use=tool_use,
         stop_reason=stop_reason,
-        input_tokens=max(1, raw_size // 4),
+        input_tokens=input_tokens(body, raw_size),
         stop_sequence=stop_sequence,
     )
+
+
+def input_tokens(body: dict[str, Any], raw_size: int) -> int:
+    """What the emulated model bills as input. Anthropic does not publish its tokenizer; this follows the
+    usual estimate (about 4 ASCII characters to a token, about a token per CJK character) and counts
+    characters outside the Basic Multilingual Plane (CJK extension B, emoji) at two tokens each, so
+    that scripts cost what they cost and a reservation estimated per character would be caught short.
+    Strings count their text; the rest of the body (structure, numbers) its bytes at 4 to a token."""
+    text = "".join(_strings(body))
+    ascii_chars = sum(1 for c in text if c < "\x80")
+    astral = sum(1 for c in text if c > "\uffff")
+    other = len(text) - ascii_chars - astral
+    structure = max(0, raw_size - len(text.encode("utf-8", "surrogatepass")))
+    return max(1, (ascii_chars + structure) // 4 + other + 2 * astral)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _last_user_text(messages: list[Any]) -> str:
