@@ -10,19 +10,41 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: install lint test test-unit test-integration test-infra synth lint-templates bench demo local-up local-down clean
+TOOLS_STAMP := .tools/node_modules/.installed
 
-install: $(BIN)/.installed $(CDK)
+.PHONY: install lock lint test test-unit test-integration test-infra synth diff deploy lint-templates bench demo local-up local-down clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Installs exactly the locked versions: requirements.lock (Python, transitive pins included) and
+# .tools/package-lock.json (npm ci). Nothing runs when neither lock nor pyproject.toml changed.
+install: $(BIN)/.installed $(TOOLS_STAMP)
+
+# A changed lock rebuilds the venv from scratch (--clear), so no package from an older lock stays behind.
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
-$(CDK): .tools/package.json
-	cd .tools && npm install --no-audit --no-fund --loglevel=error
+$(TOOLS_STAMP): .tools/package.json .tools/package-lock.json
+	cd .tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Re-resolves the three locks from their sources (pyproject.toml, lambda_src/*/requirements.txt,
+# .tools/package.json) to the newest versions the ranges allow. Review the diff, run `make test`, commit.
+LOCK_VENV := .build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,/^[^#]/{/^#/p}' requirements.lock; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | LC_ALL=C sort -f; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	$(LOCK_VENV)/bin/python -m stacks.bundling lock
+	rm -rf $(LOCK_VENV)
+	cd .tools && npm install --package-lock-only --no-audit --no-fund --loglevel=error
+	@echo "locks updated: git diff requirements.lock lambda_src .tools/package-lock.json"
 
 lint: install
 	$(BIN)/ruff check .

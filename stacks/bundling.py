@@ -1,8 +1,10 @@
 """Bundle the gateway Lambda's code without Docker.
 
-`pip install --platform manylinux2014_aarch64 --only-binary=:all: --no-compile --target` pulls arm64 wheels
-for lambda_src/requirements.txt; the result is cached under .build/ by a hash of requirements.txt, so
-repeated syntheses (tests, the benchmark) copy instead of downloading. boto3 comes from the Lambda runtime.
+`pip install --platform manylinux2014_aarch64 --only-binary=:all: --no-compile --no-deps --target` installs
+the arm64 wheels pinned in lambda_src/requirements.lock (every package, transitive ones too, resolved from
+lambda_src/requirements.txt by `python -m stacks.bundling lock`, which `make lock` runs); the result is
+cached under .build/ by a hash of the lock, so repeated syntheses (tests, the benchmark) copy instead of
+downloading. boto3 comes from the Lambda runtime.
 """
 
 from __future__ import annotations
@@ -25,18 +27,33 @@ PYTHON_VERSION = "3.13"
 # Copied from lambda_src into the bundle; everything else there (tests, caches) stays out.
 _SHIPPED = ("gateway", "run.sh")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+REQUIREMENTS = LAMBDA_SRC / "requirements.txt"
+LOCK = LAMBDA_SRC / "requirements.lock"
+# The wheels Lambda's python3.13 arm64 runtime can load.
+_PLATFORM_FLAGS = (
+    "--platform",
+    "manylinux2014_aarch64",
+    "--implementation",
+    "cp",
+    "--python-version",
+    PYTHON_VERSION,
+    "--only-binary=:all:",
+)
 
 
 class BundlingError(RuntimeError):
     pass
 
 
-def requirements_digest(requirements: Path = LAMBDA_SRC / "requirements.txt") -> str:
+def requirements_digest(requirements: Path = LOCK) -> str:
     return hashlib.sha256(requirements.read_bytes() + PYTHON_VERSION.encode()).hexdigest()[:16]
 
 
-def dependencies_dir(requirements: Path = LAMBDA_SRC / "requirements.txt") -> Path:
-    """The installed dependencies for `requirements`, built once per content hash."""
+def dependencies_dir(requirements: Path = LOCK) -> Path:
+    """The installed dependencies pinned in `requirements` (a lock), built once per content hash.
+
+    --no-deps: the lock lists every package, so nothing outside it can enter the bundle.
+    """
     target = CACHE_DIR / f"deps-{requirements_digest(requirements)}"
     if (target / ".complete").exists():
         return target
@@ -50,13 +67,8 @@ def dependencies_dir(requirements: Path = LAMBDA_SRC / "requirements.txt") -> Pa
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
-        "--platform",
-        "manylinux2014_aarch64",
-        "--implementation",
-        "cp",
-        "--python-version",
-        PYTHON_VERSION,
-        "--only-binary=:all:",
+        "--no-deps",
+        *_PLATFORM_FLAGS,
         "--target",
         str(partial),
         "-r",
@@ -103,3 +115,39 @@ def gateway_code() -> lambda_.Code:
             local=_LocalPipBundling(),
         ),
     )
+
+
+def lock(requirements: Path = REQUIREMENTS, out: Path = LOCK) -> list[str]:
+    """Resolve `requirements` for the Lambda platform and write every resolved package, pinned, to `out`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        command += ["--no-compile", *_PLATFORM_FLAGS, "--target", tmp, "-r", str(requirements)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BundlingError(f"resolving {requirements} failed:\n{result.stderr[-2000:]}")
+        pins = installed_versions(Path(tmp))
+    header = (
+        f"# Every package the Lambda bundle ships, pinned (manylinux2014_aarch64, CPython {PYTHON_VERSION}).\n"
+        f"# Generated from {requirements.name} by `python -m stacks.bundling lock` (`make lock`); do not edit.\n"
+    )
+    out.write_text(header + "".join(f"{name}=={version}\n" for name, version in pins))
+    return [f"{name}=={version}" for name, version in pins]
+
+
+def installed_versions(site: Path) -> list[tuple[str, str]]:
+    """(name, version) of every distribution installed in `site`, sorted by name."""
+    found = []
+    for meta in site.glob("*.dist-info/METADATA"):
+        fields = dict(
+            line.split(": ", 1) for line in meta.read_text(errors="replace").splitlines()[:20] if ": " in line
+        )
+        found.append((fields["Name"], fields["Version"]))
+    return sorted(found, key=lambda nv: nv[0].lower())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["lock"]:
+        sys.exit("usage: python -m stacks.bundling lock")
+    print("\n".join(lock()))

@@ -68,3 +68,15 @@ def test_shipped_google_auth_builds_wif_credentials_without_cryptography(dev):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "Credentials"
+
+
+def test_bundle_ships_exactly_the_locked_versions(dev):
+    from stacks.bundling import LOCK, installed_versions
+
+    locked = {
+        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+        for line in LOCK.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    shipped = {name.lower().replace("_", "-"): version for name, version in installed_versions(_asset_dir(dev))}
+    assert shipped == locked
