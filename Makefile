@@ -61,11 +61,23 @@ test-integration: install
 test-infra: install
 	$(BIN)/python -m pytest tests/infrastructure $(PYTEST_ARGS)
 
-# Real CDK CLI, offline: no lookups, no version check, no notices. NAG=all adds the HIPAA and NIST packs.
+# Real CDK CLI: no lookups, no version check, no notices. NAG=all adds the HIPAA and NIST packs.
+# Staging and prod need their site settings: sites/$(ENV).json, or CDK_ARGS='-c NAME=VALUE ...'
+# (docs/environments.md lists them); without them synthesis stops and names every missing one.
 NAG ?= aws-solutions
+CDK_ARGS ?=
+CDK_APP = --app "$(BIN)/python app.py" -c env=$(ENV) -c nag=$(NAG) $(CDK_ARGS) --output cdk.out/$(ENV) --no-notices --no-version-reporting
 synth: install
-	$(CDK) synth --app "$(BIN)/python app.py" -c env=$(ENV) -c nag=$(NAG) --output cdk.out/$(ENV) --quiet --no-notices --no-version-reporting
+	$(CDK) synth $(CDK_APP) --quiet
 	@echo "templates in cdk.out/$(ENV)"
+
+# Against the AWS account of your credentials (AWS_PROFILE, ...); `cdk bootstrap` once per account/region first.
+diff: install
+	$(CDK) diff --all $(CDK_APP)
+
+# Stateful stack first (CDK orders them). IAM and security-group widenings ask for approval.
+deploy: install
+	$(CDK) deploy --all --require-approval broadening $(CDK_APP)
 
 lint-templates: synth
 	$(BIN)/cfn-lint cdk.out/$(ENV)/*.template.json

@@ -1,20 +1,26 @@
 """One typed, validated configuration per environment (dev, staging, prod).
 
-`app.py` picks one with `-c env=NAME` (default dev) and passes it down as keyword-only properties;
-nothing else reads context. Every check raises ConfigError naming `<env>.<field>`, so a bad value
-stops synthesis with a message that says where to look. docs/environments.md shows how to add one.
+The repository fixes each environment's shape (residencies, retention, WAF, MFA, sizes); a site supplies
+what only the deploying organisation knows (account, region, sign-in domain, SSO, Vertex project, alarm
+address): `load(name, site)`. `app.py` reads the site from `sites/<env>.json` and `-c NAME=VALUE` and is
+the only reader of context. Staging and prod name the site settings they require; a missing one stops
+synthesis with every missing name listed at once, and a bad value with `<env>: <field>` named.
+docs/environments.md lists what each environment needs and shows how to add one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.models.catalog import RESIDENCIES
+
+from stacks.definitions import CLI_CALLBACK_URL, CLI_LOGOUT_URL
 
 OBJECT_LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
 MFA_MODES = ("OFF", "OPTIONAL", "REQUIRED")
@@ -54,10 +60,11 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_WIF_ID = re.compile(r"^[a-z0-9-]{4,32}$")
 
 
 class ConfigError(ValueError):
-    """An unknown environment or an invalid value; the message names the field."""
+    """An unknown environment, missing site settings or invalid values; the message names every one."""
 
 
 @dataclass(frozen=True)
@@ -105,19 +112,25 @@ class EnvironmentConfig:
     vertex_project: str | None = None
     # Workload Identity Federation external-account JSON (audience, token URL; no secret in it)
     vertex_wif_config: str | None = None
+    # Mirror the audit records of Vertex-served requests to Cloud Logging in the Vertex project.
+    audit_mirror_cloud_logging: bool = False
     audit_retention_days: int = 30
     object_lock_mode: str = "GOVERNANCE"
     audit_stream_retention_hours: int = (
         168  # replay window if delivery fails (docs/decisions/audit-delivery.md)
     )
-    cognito_domain_prefix: str = ""
-    callback_urls: tuple[str, ...] = ("http://localhost:8765/callback",)
-    logout_urls: tuple[str, ...] = ("http://localhost:8765/",)
+    # None: `claude-gateway-<env>-<account id>`, unique per account (prefixes are global per region).
+    cognito_domain_prefix: str | None = None
+    # Sign-in redirects besides the CLI's loopback (definitions.CLI_CALLBACK_URL), which is always registered.
+    callback_urls: tuple[str, ...] = ()
+    logout_urls: tuple[str, ...] = ()
     mfa: str = "OPTIONAL"
     feature_plan: str = "ESSENTIALS"  # threat protection needs PLUS
     identity_provider: IdentityProvider | None = None
     waf_enabled: bool = False
     waf_rate_limit_per_5min: int = 2000  # per source IP
+    # Largest request body the WAF lets through to the model routes (API Gateway's own cap is 10 MB).
+    waf_max_body_bytes: int = 8 * 1024 * 1024
     throttle_rate_limit: float = 50.0  # requests per second, stage-wide
     throttle_burst_limit: int = 100
     log_retention_days: int = 30
@@ -130,7 +143,10 @@ class EnvironmentConfig:
     anthropic_api: AnthropicApi | None = None
 
     def __post_init__(self) -> None:
-        self._validate()
+        problems: list[str] = []
+        self._validate(problems.append)
+        if problems:
+            raise ConfigError("\n".join(f"environment {self.name!r}: {p}" for p in problems))
 
     # -- derived ---
 
@@ -138,121 +154,133 @@ class EnvironmentConfig:
     def threat_protection(self) -> bool:
         return self.feature_plan == "PLUS"
 
+    @property
+    def people_callback_urls(self) -> tuple[str, ...]:
+        """What the people's app client registers: the CLI's loopback first, then the site's own."""
+        return (CLI_CALLBACK_URL, *(u for u in self.callback_urls if u != CLI_CALLBACK_URL))
+
+    @property
+    def people_logout_urls(self) -> tuple[str, ...]:
+        return (CLI_LOGOUT_URL, *(u for u in self.logout_urls if u != CLI_LOGOUT_URL))
+
     def bedrock_regions(self) -> dict[str, list[str]]:
         return {r: list(u.bedrock_regions) for r, u in self.upstreams.items()}
 
     def vertex_regions(self) -> dict[str, str]:
         return {r: u.vertex_region for r, u in self.upstreams.items() if u.vertex_region}
 
-    # -- validation ---
+    # -- validation: every problem is reported, not only the first ---
 
-    def _fail(self, name: str, message: str) -> None:
-        raise ConfigError(f"environment {self.name!r}: {name}: {message}")
+    def _validate(self, fail: Callable[[str], None]) -> None:
+        def bad(name: str, message: str) -> None:
+            fail(f"{name}: {message}")
 
-    def _validate(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{1,15}", self.name or ""):
-            self._fail("name", "lower-case letters, digits and '-', 2 to 16 characters")
+            bad("name", "lower-case letters, digits and '-', 2 to 16 characters")
         if self.account is not None and not _ACCOUNT.match(self.account):
-            self._fail("account", f"must be a 12-digit AWS account id, not {self.account!r}")
+            bad("account", f"must be a 12-digit AWS account id, not {self.account!r}")
         if self.region is not None and not _REGION.match(self.region):
-            self._fail("region", f"{self.region!r} is not an AWS region name")
+            bad("region", f"{self.region!r} is not an AWS region name")
         if not self.upstreams:
-            self._fail("upstreams", "at least one residency must be served")
+            bad("upstreams", "at least one residency must be served")
         for residency, up in self.upstreams.items():
             where = f"upstreams[{residency!r}]"
             if residency not in RESIDENCIES:
-                self._fail(where, f"unknown residency; known: {', '.join(RESIDENCIES)}")
+                bad(where, f"unknown residency; known: {', '.join(RESIDENCIES)}")
             if not isinstance(up, Upstreams) or not up.bedrock_regions:
-                self._fail(f"{where}.bedrock_regions", "at least one Bedrock region")
+                bad(f"{where}.bedrock_regions", "at least one Bedrock region")
+                continue
             for region in up.bedrock_regions:
                 if not _REGION.match(region):
-                    self._fail(f"{where}.bedrock_regions", f"{region!r} is not an AWS region name")
+                    bad(f"{where}.bedrock_regions", f"{region!r} is not an AWS region name")
             if len(set(up.bedrock_regions)) != len(up.bedrock_regions):
-                self._fail(f"{where}.bedrock_regions", "a region is listed twice")
+                bad(f"{where}.bedrock_regions", "a region is listed twice")
             if up.vertex_region is not None:
                 if not re.fullmatch(r"[a-z]+(-[a-z0-9]+)*", up.vertex_region):
-                    self._fail(f"{where}.vertex_region", f"{up.vertex_region!r} is not a Google Cloud region")
+                    bad(f"{where}.vertex_region", f"{up.vertex_region!r} is not a Google Cloud region")
                 if not self.vertex_project:
-                    self._fail("vertex_project", f"required because {where} has a Vertex region")
+                    bad("vertex_project", f"required because {where} has a Vertex region")
         if self.vertex_wif_config is not None:
             try:
                 wif = json.loads(self.vertex_wif_config)
             except ValueError:
                 wif = None
             if not isinstance(wif, dict) or wif.get("type") != "external_account":
-                self._fail("vertex_wif_config", "an external_account credential configuration (JSON)")
+                bad("vertex_wif_config", "an external_account credential configuration (JSON)")
         if self.vertex_project is not None and not _GCP_PROJECT.match(self.vertex_project):
-            self._fail("vertex_project", f"{self.vertex_project!r} is not a Google Cloud project id")
+            bad("vertex_project", f"{self.vertex_project!r} is not a Google Cloud project id")
+        if self.audit_mirror_cloud_logging and not (
+            self.vertex_project and self.vertex_wif_config and self.vertex_regions()
+        ):
+            bad(
+                "audit_mirror_cloud_logging",
+                "needs Vertex: a vertex_project, its vertex_wif_config and a residency with a Vertex region",
+            )
         if self.object_lock_mode not in OBJECT_LOCK_MODES:
-            self._fail(
-                "object_lock_mode", f"one of {', '.join(OBJECT_LOCK_MODES)}, not {self.object_lock_mode!r}"
-            )
+            bad("object_lock_mode", f"one of {', '.join(OBJECT_LOCK_MODES)}, not {self.object_lock_mode!r}")
         if not 1 <= self.audit_retention_days <= 36500:
-            self._fail("audit_retention_days", f"between 1 and 36500, not {self.audit_retention_days}")
+            bad("audit_retention_days", f"between 1 and 36500, not {self.audit_retention_days}")
         if not 24 <= self.audit_stream_retention_hours <= 8760:
-            self._fail("audit_stream_retention_hours", "between 24 and 8760")
-        if not _DOMAIN_PREFIX.match(self.cognito_domain_prefix) or "cognito" in self.cognito_domain_prefix:
-            self._fail(
-                "cognito_domain_prefix", "lower-case letters, digits and '-', without the word 'cognito'"
-            )
+            bad("audit_stream_retention_hours", "between 24 and 8760")
+        prefix = self.cognito_domain_prefix
+        if prefix is not None and (not _DOMAIN_PREFIX.match(prefix) or "cognito" in prefix):
+            bad("cognito_domain_prefix", "lower-case letters, digits and '-', without the word 'cognito'")
         for name in ("callback_urls", "logout_urls"):
-            urls = getattr(self, name)
-            if not urls:
-                self._fail(name, "at least one URL")
-            for url in urls:
+            for url in getattr(self, name):
                 local = url.startswith("http://localhost") or url.startswith("http://127.0.0.1")
                 if not (url.startswith("https://") or local):
-                    self._fail(name, f"{url!r} must be https (http only for localhost)")
+                    bad(name, f"{url!r} must be https (http only for localhost)")
         if self.mfa not in MFA_MODES:
-            self._fail("mfa", f"one of {', '.join(MFA_MODES)}, not {self.mfa!r}")
+            bad("mfa", f"one of {', '.join(MFA_MODES)}, not {self.mfa!r}")
         if self.feature_plan not in FEATURE_PLANS:
-            self._fail("feature_plan", f"one of {', '.join(FEATURE_PLANS)}, not {self.feature_plan!r}")
+            bad("feature_plan", f"one of {', '.join(FEATURE_PLANS)}, not {self.feature_plan!r}")
         if self.identity_provider is not None:
-            self._validate_idp(self.identity_provider)
+            self._validate_idp(self.identity_provider, bad)
         if self.waf_rate_limit_per_5min < 10:
-            self._fail("waf_rate_limit_per_5min", "at least 10 (the WAF minimum)")
+            bad("waf_rate_limit_per_5min", "at least 10 (the WAF minimum)")
+        if not 1024 <= self.waf_max_body_bytes <= 10 * 1024 * 1024:
+            bad("waf_max_body_bytes", "between 1 KiB and 10 MiB (API Gateway's payload limit)")
         if self.throttle_rate_limit <= 0:
-            self._fail("throttle_rate_limit", "must be positive")
+            bad("throttle_rate_limit", "must be positive")
         if self.throttle_burst_limit < 1:
-            self._fail("throttle_burst_limit", "must be at least 1")
+            bad("throttle_burst_limit", "must be at least 1")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
-            self._fail("log_retention_days", f"one of the CloudWatch values {LOG_RETENTION_DAYS}")
+            bad("log_retention_days", f"one of the CloudWatch values {LOG_RETENTION_DAYS}")
         if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
-            self._fail("alarm_email", f"{self.alarm_email!r} is not an e-mail address")
+            bad("alarm_email", f"{self.alarm_email!r} is not an e-mail address")
         if self.athena_bytes_scanned_cutoff < 10 * 1024**2:
-            self._fail("athena_bytes_scanned_cutoff", "at least 10 MB (the Athena minimum)")
+            bad("athena_bytes_scanned_cutoff", "at least 10 MB (the Athena minimum)")
         if not 128 <= self.lambda_memory_mb <= 10240:
-            self._fail("lambda_memory_mb", "between 128 and 10240")
+            bad("lambda_memory_mb", "between 128 and 10240")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
-            self._fail("reserved_concurrency", "at least 1, or None")
+            bad("reserved_concurrency", "at least 1, or None")
         if self.anthropic_api is not None:
-            self._validate_anthropic_api(self.anthropic_api)
+            self._validate_anthropic_api(self.anthropic_api, bad)
 
-    def _validate_anthropic_api(self, api: AnthropicApi) -> None:
+    @staticmethod
+    def _validate_anthropic_api(api: AnthropicApi, bad: Callable[[str, str], None]) -> None:
         if not _SECRET_ARN.match(api.secret_arn or ""):
-            self._fail("anthropic_api.secret_arn", "the full ARN of a Secrets Manager secret (with its suffix)")
+            bad("anthropic_api.secret_arn", "the full ARN of a Secrets Manager secret (with its suffix)")
         if not api.residencies or set(api.residencies) - set(RESIDENCIES):
-            self._fail("anthropic_api.residencies", f"one or more of {', '.join(RESIDENCIES)}")
+            bad("anthropic_api.residencies", f"one or more of {', '.join(RESIDENCIES)}")
         if api.base_url is not None and not api.base_url.startswith("https://"):
-            self._fail("anthropic_api.base_url", "an https URL")
+            bad("anthropic_api.base_url", "an https URL")
 
-    def _validate_idp(self, idp: IdentityProvider) -> None:
+    @staticmethod
+    def _validate_idp(idp: IdentityProvider, bad: Callable[[str, str], None]) -> None:
         if idp.kind not in ("saml", "oidc"):
-            self._fail("identity_provider.kind", f"'saml' or 'oidc', not {idp.kind!r}")
+            bad("identity_provider.kind", f"'saml' or 'oidc', not {idp.kind!r}")
         if not re.fullmatch(r"[\w\-. ]{1,32}", idp.name or ""):
-            self._fail("identity_provider.name", "1 to 32 letters, digits, '-', '_', '.', or spaces")
+            bad("identity_provider.name", "1 to 32 letters, digits, '-', '_', '.', or spaces")
         if idp.kind == "saml" and not (idp.metadata_url or "").startswith("https://"):
-            self._fail("identity_provider.metadata_url", "an https URL is required for SAML")
+            bad("identity_provider.metadata_url", "an https URL is required for SAML")
         if idp.kind == "oidc":
             if not (idp.issuer_url or "").startswith("https://"):
-                self._fail("identity_provider.issuer_url", "an https URL is required for OIDC")
+                bad("identity_provider.issuer_url", "an https URL is required for OIDC")
             if not idp.client_id:
-                self._fail("identity_provider.client_id", "required for OIDC")
+                bad("identity_provider.client_id", "required for OIDC")
             if not idp.client_secret_name:
-                self._fail(
-                    "identity_provider.client_secret_name",
-                    "a Secrets Manager secret name is required for OIDC",
-                )
+                bad("identity_provider.client_secret_name", "a Secrets Manager secret name is required for OIDC")
 
 
 def _frozen(mapping: dict[str, Upstreams]) -> Mapping[str, Upstreams]:
@@ -260,6 +288,7 @@ def _frozen(mapping: dict[str, Upstreams]) -> Mapping[str, Upstreams]:
 
 
 # Bedrock regions per residency, in failover order; the catalog's profile for that residency is invoked there.
+# The Vertex region is used only when the site turns Vertex on (site setting `vertex`).
 _US = Upstreams(bedrock_regions=("us-east-1", "us-west-2", "us-east-2"), vertex_region="us-east5")
 _EU = Upstreams(bedrock_regions=("eu-central-1", "eu-west-1", "eu-west-3"), vertex_region="europe-west1")
 _JP = Upstreams(bedrock_regions=("ap-northeast-1", "ap-northeast-3"), vertex_region="asia-northeast1")
@@ -289,80 +318,189 @@ def wif_config(project_number: str, pool: str, provider: str) -> str:
     )
 
 
-ENVIRONMENTS: Mapping[str, EnvironmentConfig] = MappingProxyType(
+# -- site settings: what only the deploying organisation knows ---
+
+# name -> what to give. `null` (None) turns off the features that can be off (NULLABLE).
+SITE_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
-        "dev": EnvironmentConfig(
-            name="dev",
-            upstreams=_frozen(
-                {"us": Upstreams(("us-east-1", "us-west-2")), "global": Upstreams(("us-east-1",))}
-            ),
-            audit_retention_days=1,
-            object_lock_mode="GOVERNANCE",
-            cognito_domain_prefix="claude-gateway-dev",
-            mfa="OPTIONAL",
-            feature_plan="ESSENTIALS",
-            waf_enabled=False,
-            throttle_rate_limit=20,
-            throttle_burst_limit=40,
-            log_retention_days=14,
+        "account": "the 12-digit AWS account id to deploy into",
+        "region": "the AWS region to deploy into",
+        "cognito_domain_prefix": (
+            "the sign-in domain prefix, unique in the region (https://<prefix>.auth.<region>.amazoncognito.com)"
         ),
-        "staging": EnvironmentConfig(
-            name="staging",
-            upstreams=_frozen({"us": _US, "eu": _EU, "global": _GLOBAL}),
-            vertex_project="acme-claude-staging",
-            vertex_wif_config=wif_config("210987654321", "claude-gateway-staging", "aws"),
-            audit_retention_days=30,
-            object_lock_mode="GOVERNANCE",
-            cognito_domain_prefix="acme-claude-gateway-staging",
-            callback_urls=("https://portal.staging.example.com/callback",),
-            logout_urls=("https://portal.staging.example.com/",),
-            mfa="REQUIRED",
-            feature_plan="PLUS",
-            identity_provider=IdentityProvider(
-                kind="oidc",
-                name="CorpSSO",
-                issuer_url="https://login.example.com",
-                client_id="claude-gateway-staging",
-                client_secret_name="claude-gateway/staging/oidc-client-secret",
-            ),
-            waf_enabled=True,
-            log_retention_days=90,
-            alarm_email="platform-alerts@example.com",
+        "alarm_email": "the address alarms are e-mailed to, or null for none",
+        "identity_provider": (
+            'company SSO: {"kind": "saml", "name", "metadata_url"} or {"kind": "oidc", "name", "issuer_url", '
+            '"client_id", "client_secret_name"} (an existing Secrets Manager secret), or null for none'
         ),
-        "prod": EnvironmentConfig(
-            name="prod",
-            upstreams=_frozen({"us": _US, "eu": _EU, "jp": _JP, "global": _GLOBAL}),
-            vertex_project="acme-claude-prod",
-            vertex_wif_config=wif_config("123456789012", "claude-gateway-prod", "aws"),
-            audit_retention_days=2557,  # 7 years
-            object_lock_mode="COMPLIANCE",
-            cognito_domain_prefix="acme-claude-gateway",
-            callback_urls=("https://portal.example.com/callback",),
-            logout_urls=("https://portal.example.com/",),
-            mfa="REQUIRED",
-            feature_plan="PLUS",
-            identity_provider=IdentityProvider(
-                kind="saml", name="CorpSAML", metadata_url="https://login.example.com/saml/metadata.xml"
+        "vertex": (
+            'the Vertex AI fallback: {"project", "project_number", "pool", "provider"} (Workload Identity '
+            "Federation with AWS), or null for Bedrock only"
+        ),
+        "audit_mirror_cloud_logging": "true to mirror Vertex-served audit records to Cloud Logging (needs vertex)",
+        "callback_urls": "sign-in redirect URLs besides the CLI's loopback (a list of https URLs)",
+        "logout_urls": "sign-out redirect URLs besides the CLI's loopback (a list of https URLs)",
+        "tags": "extra tags for every resource (an object)",
+    }
+)
+NULLABLE = frozenset({"alarm_email", "identity_provider", "vertex"})
+_VERTEX_KEYS = ("project", "project_number", "pool", "provider")
+# What every environment with real users must decide before its first deploy.
+_PRODUCTION_SITE = ("account", "region", "cognito_domain_prefix", "alarm_email", "identity_provider", "vertex")
+
+
+@dataclass(frozen=True)
+class EnvironmentDefinition:
+    """What the repository fixes for one environment; `required_site` names what a site must add."""
+
+    settings: Mapping[str, Any]  # EnvironmentConfig keyword arguments, site settings excluded
+    required_site: tuple[str, ...] = ()
+
+
+ENVIRONMENTS: Mapping[str, EnvironmentDefinition] = MappingProxyType(
+    {
+        "dev": EnvironmentDefinition(
+            settings=MappingProxyType(
+                dict(
+                    name="dev",
+                    upstreams=_frozen(
+                        {
+                            "us": Upstreams(("us-east-1", "us-west-2"), vertex_region="us-east5"),
+                            "global": Upstreams(("us-east-1",), vertex_region="global"),
+                        }
+                    ),
+                    audit_retention_days=1,
+                    object_lock_mode="GOVERNANCE",
+                    mfa="OPTIONAL",
+                    feature_plan="ESSENTIALS",
+                    waf_enabled=False,
+                    throttle_rate_limit=20,
+                    throttle_burst_limit=40,
+                    log_retention_days=14,
+                )
             ),
-            waf_enabled=True,
-            waf_rate_limit_per_5min=5000,
-            throttle_rate_limit=500,
-            throttle_burst_limit=1000,
-            log_retention_days=365,
-            alarm_email="platform-oncall@example.com",
-            termination_protection=True,
-            athena_bytes_scanned_cutoff=100 * 1024**3,
-            lambda_memory_mb=2048,
-            reserved_concurrency=200,
+        ),
+        "staging": EnvironmentDefinition(
+            settings=MappingProxyType(
+                dict(
+                    name="staging",
+                    upstreams=_frozen({"us": _US, "eu": _EU, "global": _GLOBAL}),
+                    audit_retention_days=30,
+                    object_lock_mode="GOVERNANCE",
+                    mfa="REQUIRED",
+                    feature_plan="PLUS",
+                    waf_enabled=True,
+                    log_retention_days=90,
+                )
+            ),
+            required_site=_PRODUCTION_SITE,
+        ),
+        "prod": EnvironmentDefinition(
+            settings=MappingProxyType(
+                dict(
+                    name="prod",
+                    upstreams=_frozen({"us": _US, "eu": _EU, "jp": _JP, "global": _GLOBAL}),
+                    audit_retention_days=2557,  # 7 years
+                    object_lock_mode="COMPLIANCE",
+                    mfa="REQUIRED",
+                    feature_plan="PLUS",
+                    waf_enabled=True,
+                    waf_rate_limit_per_5min=5000,
+                    throttle_rate_limit=500,
+                    throttle_burst_limit=1000,
+                    log_retention_days=365,
+                    termination_protection=True,
+                    athena_bytes_scanned_cutoff=100 * 1024**3,
+                    lambda_memory_mb=2048,
+                    reserved_concurrency=200,
+                )
+            ),
+            required_site=_PRODUCTION_SITE,
         ),
     }
 )
 
 
-def load(name: str | None) -> EnvironmentConfig:
-    """The environment `name` (default dev); ConfigError when it is unknown."""
+def load(name: str | None, site: Mapping[str, Any] | None = None) -> EnvironmentConfig:
+    """The environment `name` (default dev) completed with `site`; ConfigError names every problem."""
     name = name or "dev"
     try:
-        return ENVIRONMENTS[name]
+        definition = ENVIRONMENTS[name]
     except KeyError:
         raise ConfigError(f"unknown environment {name!r}; known: {', '.join(sorted(ENVIRONMENTS))}") from None
+    site = dict(site or {})
+    problems = [f"unknown site setting {key!r}" for key in sorted(set(site) - set(SITE_SETTINGS))]
+    missing = [key for key in definition.required_site if key not in site]
+    if missing:
+        problems.append(
+            f"missing site settings; give each in sites/{name}.json or as -c NAME=VALUE (docs/environments.md):"
+            + "".join(f"\n  {key}: {SITE_SETTINGS[key]}" for key in missing)
+        )
+    problems += [
+        f"{key}: null is not allowed (only {', '.join(sorted(NULLABLE))} can be turned off)"
+        for key in sorted(site)
+        if site[key] is None and key in SITE_SETTINGS and key not in NULLABLE
+    ]
+    kwargs = dict(definition.settings)
+    kwargs.update(_from_site(site, kwargs["upstreams"], problems.append))
+    try:
+        config = EnvironmentConfig(**kwargs)
+    except ConfigError as exc:  # the values given: reported together with what is missing
+        if not problems:
+            raise
+        problems += [line.split(": ", 1)[1] for line in str(exc).splitlines()]
+    if problems:
+        raise ConfigError("\n".join(f"environment {name!r}: {p}" for p in problems))
+    return config
+
+
+def _from_site(site: Mapping[str, Any], upstreams: Mapping[str, Upstreams], fail: Callable[[str], None]) -> dict:
+    """EnvironmentConfig keyword arguments from site settings (values are checked by EnvironmentConfig)."""
+    out: dict[str, Any] = {}
+    for key in ("account", "region", "cognito_domain_prefix", "alarm_email"):
+        if site.get(key) is not None:
+            out[key] = str(site[key])
+    for key in ("callback_urls", "logout_urls"):
+        if key in site:
+            if isinstance(site[key], list | tuple) and all(isinstance(u, str) for u in site[key]):
+                out[key] = tuple(site[key])
+            else:
+                fail(f"{key}: a list of URLs")
+    if "audit_mirror_cloud_logging" in site:
+        if isinstance(site["audit_mirror_cloud_logging"], bool):
+            out["audit_mirror_cloud_logging"] = site["audit_mirror_cloud_logging"]
+        else:
+            fail("audit_mirror_cloud_logging: true or false")
+    if "tags" in site:
+        if isinstance(site["tags"], Mapping) and all(isinstance(v, str) for v in site["tags"].values()):
+            out["tags"] = MappingProxyType(dict(site["tags"]))
+        else:
+            fail("tags: an object of strings")
+    idp = site.get("identity_provider")
+    if idp is not None:
+        fields = {f.name for f in dataclasses.fields(IdentityProvider)}
+        if isinstance(idp, Mapping) and not set(idp) - fields and {"kind", "name"} <= set(idp):
+            out["identity_provider"] = IdentityProvider(**idp)
+        else:
+            fail(f"identity_provider: an object with kind, name and some of {', '.join(sorted(fields))}")
+    vertex = site.get("vertex")
+    vertex_ok = vertex is not None
+    if vertex is not None:
+        if not isinstance(vertex, Mapping) or set(vertex) != set(_VERTEX_KEYS):
+            fail(f"vertex: an object with exactly {', '.join(_VERTEX_KEYS)}")
+            vertex_ok = False
+        else:
+            if not re.fullmatch(r"\d{6,20}", str(vertex["project_number"])):
+                fail("vertex.project_number: the Google Cloud project number (digits)")
+                vertex_ok = False
+            for key in ("pool", "provider"):
+                if not _WIF_ID.match(str(vertex[key])):
+                    fail(f"vertex.{key}: a Workload Identity {key} id (4-32 of a-z, 0-9, '-')")
+                    vertex_ok = False
+    if vertex_ok:
+        out["vertex_project"] = str(vertex["project"])
+        out["vertex_wif_config"] = wif_config(str(vertex["project_number"]), vertex["pool"], vertex["provider"])
+    else:
+        # Bedrock only: the Vertex regions the repository names are not used.
+        out["upstreams"] = _frozen({r: dataclasses.replace(u, vertex_region=None) for r, u in upstreams.items()})
+    return out

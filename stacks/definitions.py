@@ -89,6 +89,13 @@ AUDIT_STREAM = StreamDefinition(logical_id="AuditStream", retention_hours=168, s
 AUDIT_DLQ = QueueDefinition(logical_id="AuditDlq", retention_seconds=14 * 24 * 3600)
 AUDIT_BUCKET = BucketDefinition(logical_id="AuditBucket", object_lock=True, versioned=True)
 
+# `gatewayctl login`'s loopback redirect (authorization code + PKCE). Cognito accepts only a redirect_uri
+# that is registered on the app client, port included, so every environment registers exactly this one.
+CLI_REDIRECT_PORT = 8765
+CLI_REDIRECT_PATH = "/callback"
+CLI_CALLBACK_URL = f"http://localhost:{CLI_REDIRECT_PORT}{CLI_REDIRECT_PATH}"
+CLI_LOGOUT_URL = f"http://localhost:{CLI_REDIRECT_PORT}/"
+
 # People sign in with the authorization code flow (PKCE) in the cloud; the local stack uses the
 # password flow against moto. Machine callers use client credentials with the invoke scope.
 PEOPLE_CLIENT = AppClientDefinition(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, SecretValue
+from aws_cdk import Duration, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
@@ -70,8 +70,10 @@ class Identity(Construct):
         self.resource_server = self.user_pool.add_resource_server(
             "ResourceServer", identifier=RESOURCE_SERVER_IDENTIFIER, scopes=[self.invoke_scope]
         )
+        # Prefixes are global per region: without a site's own, the account id keeps dev's unique.
+        prefix = config.cognito_domain_prefix or f"claude-gateway-{config.name}-{Stack.of(self).account}"
         self.domain = self.user_pool.add_domain(
-            "Domain", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=config.cognito_domain_prefix)
+            "Domain", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=prefix)
         )
 
         providers = [cognito.UserPoolClientIdentityProvider.COGNITO]
@@ -91,8 +93,9 @@ class Identity(Construct):
                     cognito.OAuthScope.EMAIL,
                     cognito.OAuthScope.resource_server(self.resource_server, self.invoke_scope),
                 ],
-                callback_urls=list(config.callback_urls),
-                logout_urls=list(config.logout_urls),
+                # The CLI's loopback in every environment (`gatewayctl login`), then the site's own.
+                callback_urls=list(config.people_callback_urls),
+                logout_urls=list(config.people_logout_urls),
             ),
             supported_identity_providers=providers,
             prevent_user_existence_errors=True,

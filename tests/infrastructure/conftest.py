@@ -10,10 +10,16 @@ import pytest
 from aws_cdk.assertions import Template
 
 from stacks.composition import Gateway, build, feature_flags
-from stacks.config import load
+from stacks.config import EnvironmentConfig, load
 from stacks.nag import PACKS, apply_checks
+from tests.infrastructure.sites import site_for
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+def config_for(env: str) -> EnvironmentConfig:
+    """The environment as the tests deploy it: staging and prod with the test site settings."""
+    return load(env, site_for(env))
 
 
 @dataclass
@@ -27,7 +33,7 @@ class Synthesized:
 
 def _synth(env: str, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     app = cdk.App(context=feature_flags(), outdir=str(tmp_path_factory.mktemp(f"cdk-{env}")))
-    gateway = build(app, load(env))
+    gateway = build(app, config_for(env))
     apply_checks(app, list(PACKS))
     assembly = app.synth()
     return Synthesized(
@@ -45,12 +51,23 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return _synth("staging", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return _synth("prod", tmp_path_factory)
 
 
 @pytest.fixture(params=["dev", "prod"])
 def synthesized(request: pytest.FixtureRequest) -> Synthesized:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["dev", "staging", "prod"])
+def every_environment(request: pytest.FixtureRequest) -> Synthesized:
+    """Staging too: its shape differs from prod's (OIDC instead of SAML, no Cloud Logging mirror)."""
     return request.getfixturevalue(request.param)
 
 

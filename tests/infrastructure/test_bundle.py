@@ -48,7 +48,7 @@ def test_shipped_google_auth_builds_wif_credentials_without_cryptography(dev):
     import subprocess
     import sys
 
-    from stacks.config import load
+    from tests.infrastructure.conftest import config_for
 
     script = (
         "import sys, json; sys.modules['cryptography'] = None\n"
@@ -60,7 +60,7 @@ def test_shipped_google_auth_builds_wif_credentials_without_cryptography(dev):
     )
     asset = str(_asset_dir(dev))
     result = subprocess.run(
-        [sys.executable, "-S", "-c", script, asset, load("prod").vertex_wif_config],
+        [sys.executable, "-S", "-c", script, asset, config_for("prod").vertex_wif_config],
         env={"PYTHONPATH": asset, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

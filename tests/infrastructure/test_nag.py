@@ -29,6 +29,11 @@ def test_no_unacknowledged_findings(synthesized):
     assert findings == []
 
 
+def test_staging_with_its_site_settings_has_no_unacknowledged_findings(staging):
+    findings = _findings(staging.gateway.stateful) + _findings(staging.gateway.stateless)
+    assert findings == []
+
+
 def test_the_packs_do_run(synthesized):
     # A suppression is recorded only where a pack looked; an empty list would mean the Aspects never ran.
     reasons = _suppressions(synthesized)

@@ -14,7 +14,7 @@ from stacks.config import load
 from stacks.constructs.api import MODEL_ROUTES
 from stacks.constructs.gateway_function import bedrock_resources
 from stacks.constructs.identity import INVOKE_SCOPE
-from tests.infrastructure.conftest import only, resources
+from tests.infrastructure.conftest import config_for, only, resources
 
 pytestmark = pytest.mark.infrastructure
 
@@ -61,7 +61,7 @@ def test_request_bodies_are_validated_on_post_routes(synthesized):
 
 def test_stage_throttling_and_access_logs_to_firehose(synthesized):
     _, stage = only(synthesized.stateless, "AWS::ApiGateway::Stage")
-    config = load(synthesized.env)
+    config = config_for(synthesized.env)
     settings = stage["Properties"]["MethodSettings"][0]
     assert settings["ThrottlingRateLimit"] == config.throttle_rate_limit
     assert settings["ThrottlingBurstLimit"] == config.throttle_burst_limit
@@ -104,7 +104,7 @@ def test_function_environment_is_exactly_what_settings_reads(synthesized):
     expected = {k: v for k, v in settings.to_env().items() if k in environ}
     assert set(environ) == set(expected), "the stack sets a variable Settings does not read"
     assert dict(settings.bedrock_regions) == {
-        k: tuple(v) for k, v in load(synthesized.env).bedrock_regions().items()
+        k: tuple(v) for k, v in config_for(synthesized.env).bedrock_regions().items()
     }
 
 
@@ -129,7 +129,7 @@ def test_bedrock_permissions_name_catalog_arns_only(synthesized):
             assert "*" not in rendered, rendered
             assert ":inference-profile/" in rendered or ":foundation-model/" in rendered
             granted.append(rendered)
-    profiles, models = bedrock_resources(load(synthesized.env), account="123456789012")
+    profiles, models = bedrock_resources(config_for(synthesized.env), account="123456789012")
     assert len(set(granted)) == len(profiles) + len(models)
 
 
@@ -263,3 +263,30 @@ def test_the_role_stays_within_iams_managed_policy_attachment_quota(synthesized)
         if p["Properties"].get("Roles")
     ]
     assert 0 < len(attached) <= 10
+
+
+def _people_client(template) -> dict:
+    clients = [
+        c["Properties"]
+        for c in resources(template, "AWS::Cognito::UserPoolClient").values()
+        if c["Properties"].get("AllowedOAuthFlows") == ["code"]
+    ]
+    assert len(clients) == 1
+    return clients[0]
+
+
+def test_the_cli_loopback_callback_is_registered_in_every_environment(every_environment):
+    from stacks.definitions import CLI_CALLBACK_URL
+
+    client = _people_client(every_environment.stateless)
+    assert CLI_CALLBACK_URL in client["CallbackURLs"]
+    assert client["CallbackURLs"] == list(config_for(every_environment.env).people_callback_urls)
+
+
+def test_sign_in_domain_prefix_is_the_site_one_or_unique_per_account(every_environment):
+    _, domain = only(every_environment.stateless, "AWS::Cognito::UserPoolDomain")
+    prefix = config_for(every_environment.env).cognito_domain_prefix
+    if prefix is None:  # dev: no site setting needed, the account id keeps it unique
+        assert "AWS::AccountId" in json.dumps(domain["Properties"]["Domain"])
+    else:
+        assert domain["Properties"]["Domain"] == prefix
