@@ -290,3 +290,61 @@ def test_sign_in_domain_prefix_is_the_site_one_or_unique_per_account(every_envir
         assert "AWS::AccountId" in json.dumps(domain["Properties"]["Domain"])
     else:
         assert domain["Properties"]["Domain"] == prefix
+
+
+# Anthropic's error types by HTTP status (docs.anthropic.com, "Errors").
+_ANTHROPIC_TYPES = {
+    "400": "invalid_request_error",
+    "401": "authentication_error",
+    "403": "permission_error",
+    "404": "not_found_error",
+    "413": "request_too_large",
+    "415": "invalid_request_error",
+    "429": "rate_limit_error",
+    "500": "api_error",
+    "502": "api_error",
+    "504": "timeout_error",
+}
+
+
+def test_every_gateway_response_is_an_anthropic_error_with_the_request_id(synthesized):
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in resources(synthesized.stateless, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    required = {
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "WAF_FILTERED",
+        "REQUEST_TOO_LARGE",
+        "THROTTLED",
+        "QUOTA_EXCEEDED",
+        "INTEGRATION_TIMEOUT",
+        "BAD_REQUEST_BODY",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "EXPIRED_TOKEN",
+        "AUTHORIZER_FAILURE",
+    }
+    assert required <= set(responses), required - set(responses)
+    for kind, response in responses.items():
+        rendered = (
+            response["ResponseTemplates"]["application/json"]
+            .replace("$context.error.messageString", '"Something \\"quoted\\""')
+            .replace("$context.requestId", "req-1")
+        )
+        body = json.loads(rendered)
+        assert body["type"] == "error" and body["request_id"] == "req-1", kind
+        assert body["error"]["message"] == 'Something "quoted"', kind
+        status = response.get("StatusCode")
+        if status is None:  # DEFAULT_4XX keeps API Gateway's own 4xx status
+            assert kind == "DEFAULT_4XX" and body["error"]["type"] == "invalid_request_error"
+        else:
+            assert body["error"]["type"] == _ANTHROPIC_TYPES[status], kind
+        assert response["ResponseParameters"]["gatewayresponse.header.request-id"] == "context.requestId", kind
+    assert responses["THROTTLED"]["StatusCode"] == "429"
+    for kind in ("THROTTLED", "QUOTA_EXCEEDED"):
+        retry_after = responses[kind]["ResponseParameters"]["gatewayresponse.header.retry-after"]
+        assert re.fullmatch(r"'\d+'", retry_after), retry_after
+    assert (responses["WAF_FILTERED"]["StatusCode"], responses["INTEGRATION_TIMEOUT"]["StatusCode"]) == ("403", "504")
