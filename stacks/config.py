@@ -130,7 +130,7 @@ class EnvironmentConfig:
     waf_enabled: bool = False
     waf_rate_limit_per_5min: int = 2000  # per source IP
     # Largest request body the WAF lets through to the model routes (API Gateway's own cap is 10 MB).
-    waf_max_body_bytes: int = 8 * 1024 * 1024
+    waf_max_body_bytes: int = 10 * 1024 * 1024
     throttle_rate_limit: float = 50.0  # requests per second, stage-wide
     throttle_burst_limit: int = 100
     log_retention_days: int = 30
