@@ -3,7 +3,8 @@
 - Local stack: user name and password through the emulated pool (InitiateAuth USER_PASSWORD_AUTH
   with the people client), since moto has no hosted UI.
 - Cloud: the authorization code flow with PKCE (S256) and a loopback redirect
-  (http://localhost:8765/callback, the people client's registered callback): the browser signs in
+  (http://localhost:8765/callback, stacks.definitions.CLI_CALLBACK_URL, which the people client registers
+  in every environment; Cognito refuses any other redirect_uri, port included): the browser signs in
   on the Cognito domain (`--domain https://<prefix>.auth.<region>.amazoncognito.com`), the code
   comes back to a one-shot local HTTP server, and is exchanged at <domain>/oauth2/token. The token
   then carries the `<resource-server>/invoke` scope the API requires.
@@ -40,10 +41,11 @@ from gatewayctl import credentials
 from gatewayctl.credentials import fresh_token, load, save  # noqa: F401 (this module's API)
 from gatewayctl.output import CommandError
 from gatewayctl.target import LOCAL_STATE, Target, resolve
-from stacks.definitions import USER_POOL
+from stacks.definitions import CLI_REDIRECT_PATH, CLI_REDIRECT_PORT, USER_POOL
 
-REDIRECT_PORT = 8765
-REDIRECT_PATH = "/callback"
+# The stacks register exactly this redirect on the people client; another --port must be registered too.
+REDIRECT_PORT = CLI_REDIRECT_PORT
+REDIRECT_PATH = CLI_REDIRECT_PATH
 
 
 def register(sub: Any) -> None:
@@ -55,7 +57,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--domain", help="cloud: the Cognito domain URL (https://<prefix>.auth.<region>.amazoncognito.com)"
     )
-    parser.add_argument("--port", type=int, default=REDIRECT_PORT, help="cloud: the loopback redirect port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=REDIRECT_PORT,
+        help="cloud: the loopback redirect port (another than the default must be a registered callback URL)",
+    )
     parser.add_argument(
         "--no-browser", action="store_true", help="cloud: print the sign-in URL, do not open it"
     )

@@ -9,6 +9,7 @@ import http.server
 import json
 import stat
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -19,6 +20,8 @@ import pytest
 from gatewayctl.commands import login
 from gatewayctl.local.processes import free_port
 from gatewayctl.output import CommandError
+from stacks.config import load
+from tests.infrastructure.sites import site_for
 
 
 @pytest.fixture
@@ -74,13 +77,25 @@ def test_not_signed_in_or_not_refreshable(backing_stack, person, tmp_path):
         login.fresh_token(target, cache)
 
 
+def registered_callback_urls(env: str) -> tuple[str, ...]:
+    """The people client's callback URLs in `env`, as the stack registers them (test_stateless checks the
+    synthesized template holds exactly these)."""
+    return load(env, site_for(env)).people_callback_urls
+
+
 class FakeCognitoDomain:
     """The two hosted-UI endpoints login uses: /oauth2/authorize (signs the user in at once and
-    redirects with a code) and /oauth2/token (checks the PKCE verifier against the challenge)."""
+    redirects with a code) and /oauth2/token (checks the PKCE verifier against the challenge).
 
-    def __init__(self) -> None:
+    Like Cognito, it refuses a redirect_uri that is not one of the client's registered callback URLs
+    (exactly, port included): the browser then lands on the domain's error page, never on the redirect.
+    """
+
+    def __init__(self, callback_urls: tuple[str, ...]) -> None:
+        self.callback_urls = callback_urls
         self.codes: dict[str, dict] = {}
         self.exchanges: list[dict] = []
+        self.refused: list[str] = []
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -88,6 +103,13 @@ class FakeCognitoDomain:
                 query = {
                     k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()
                 }
+                if query.get("redirect_uri") not in fake.callback_urls:
+                    fake.refused.append(query.get("redirect_uri", ""))
+                    self.send_response(400)
+                    self.send_header("content-type", "text/plain")
+                    self.end_headers()
+                    self.wfile.write(b"error=redirect_mismatch")
+                    return
                 code = uuid.uuid4().hex
                 fake.codes[code] = query
                 location = f"{query['redirect_uri']}?" + urllib.parse.urlencode(
@@ -112,6 +134,7 @@ class FakeCognitoDomain:
                     asked
                     and asked["code_challenge"] == challenge
                     and asked["redirect_uri"] == form["redirect_uri"]
+                    and form["redirect_uri"] in fake.callback_urls
                 )
                 body = json.dumps(
                     {
@@ -136,25 +159,44 @@ class FakeCognitoDomain:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture
-def cognito_domain():
-    fake = FakeCognitoDomain()
+@pytest.fixture(params=["dev", "staging", "prod"])
+def cognito_domain(request):
+    fake = FakeCognitoDomain(registered_callback_urls(request.param))
     yield fake
     fake.server.shutdown()
     fake.server.server_close()
 
 
-def test_pkce_login_with_a_loopback_redirect(backing_stack, cognito_domain):
-    target = backing_stack.target()
-    opened = []
-
+def _following_browser(opened: list[str]):
     def browser(url):  # the person signs in: the browser follows the redirect to our loopback server
         opened.append(url)
         threading.Thread(
             target=httpx.get, args=(url,), kwargs={"follow_redirects": True}, daemon=True
         ).start()
 
-    tokens = login.pkce_login(target, cognito_domain.url, port=free_port(), open_browser=browser, timeout=20)
+    return browser
+
+
+def _login_on_the_registered_port(target, domain: str, browser, timeout: float = 60.0) -> dict:
+    """The registered port is fixed, so another login test (another worker, another checkout) may hold it
+    for a moment: wait for it rather than fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return login.pkce_login(target, domain, open_browser=browser, timeout=20)
+        except CommandError as exc:
+            if "is in use" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def test_pkce_login_with_a_loopback_redirect(backing_stack, cognito_domain):
+    # Given the environment's registered callbacks, when login runs with its default (registered) port...
+    target = backing_stack.target()
+    opened = []
+    browser = _following_browser(opened)
+
+    tokens = _login_on_the_registered_port(target, cognito_domain.url, browser)
 
     asked = urllib.parse.parse_qs(urllib.parse.urlsplit(opened[0]).query)
     assert asked["code_challenge_method"] == ["S256"]
@@ -163,6 +205,18 @@ def test_pkce_login_with_a_loopback_redirect(backing_stack, cognito_domain):
     assert tokens["access_token"].startswith("header.") and tokens["username"] == "dana"
     [exchange] = cognito_domain.exchanges
     assert exchange["grant_type"] == "authorization_code" and len(exchange["code_verifier"]) >= 43
+    assert cognito_domain.refused == []
+
+
+def test_pkce_login_with_an_unregistered_redirect_never_gets_a_code(backing_stack, cognito_domain):
+    # A port that is not registered: Cognito (and the fake) refuse the redirect_uri, so no code comes back.
+    port = free_port()
+    with pytest.raises(CommandError, match="no sign-in within"):
+        login.pkce_login(
+            backing_stack.target(), cognito_domain.url, port=port, open_browser=_following_browser([]), timeout=3
+        )
+    assert cognito_domain.refused == [f"http://localhost:{port}/callback"]
+    assert cognito_domain.exchanges == []
 
 
 def test_pkce_login_refuses_an_answer_with_another_state(backing_stack, cognito_domain):
