@@ -172,6 +172,10 @@ class GatewayFunction(Construct):
                 environment["ANTHROPIC_API_BASE_URL"] = config.anthropic_api.base_url
             if config.anthropic_api.workspace_id:
                 environment["ANTHROPIC_API_WORKSPACE_ID"] = config.anthropic_api.workspace_id
+        # Vertex-served audit records also go to Cloud Logging in the Vertex project, with the same Workload
+        # Identity credentials: nothing more to grant on the AWS side (roles/logging.logWriter is granted in
+        # Google Cloud, docs/environments.md). Config validation guarantees Vertex is configured.
+        environment["AUDIT_MIRROR_CLOUD_LOGGING"] = "true" if config.audit_mirror_cloud_logging else "false"
 
         self.function = lambda_.Function(
             self,

@@ -348,3 +348,14 @@ def test_every_gateway_response_is_an_anthropic_error_with_the_request_id(synthe
         retry_after = responses[kind]["ResponseParameters"]["gatewayresponse.header.retry-after"]
         assert re.fullmatch(r"'\d+'", retry_after), retry_after
     assert (responses["WAF_FILTERED"]["StatusCode"], responses["INTEGRATION_TIMEOUT"]["StatusCode"]) == ("403", "504")
+
+
+def test_cloud_logging_mirror_is_switched_per_environment(every_environment):
+    variables = _function(every_environment.stateless)["Environment"]["Variables"]
+    config = config_for(every_environment.env)
+    expected = "true" if config.audit_mirror_cloud_logging else "false"
+    assert variables["AUDIT_MIRROR_CLOUD_LOGGING"] == expected
+    if config.audit_mirror_cloud_logging:  # the mirror writes with the Vertex credentials, to the Vertex project
+        assert variables["VERTEX_PROJECT"] and json.loads(variables["VERTEX_WIF_CONFIG"])["type"] == "external_account"
+    # Both states are covered: the prod test site turns the mirror on, dev leaves it off (the default).
+    assert config_for("prod").audit_mirror_cloud_logging and not config_for("dev").audit_mirror_cloud_logging
