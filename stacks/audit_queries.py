@@ -95,11 +95,11 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "status": "$context.status",
     "response_length": "$context.responseLength",
     "integration_status": "$context.integration.status",
-    "source_ip": "$context.identity.sourceIp",
-    "user_agent": "$context.identity.userAgent",
     "error_type": "$context.error.responseType",
 }
-# Where Firehose (and the local stack) put access logs under definitions.ACCESS_LOGS_PREFIX.
+# No source IP or user agent either: they identify a person, and were only ever a witness of the request
+# id, which the line carries anyway.
+# Where the audit writer (and the local stack) put access logs under definitions.ACCESS_LOGS_PREFIX.
 ACCESS_LOG_PARTITION = "dt"
 
 # Gateway responses that API Gateway answers before the Lambda runs: no audit record is expected

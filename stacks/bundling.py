@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,11 +104,35 @@ class _LocalPipBundling:
         return True
 
 
+def build_audit_writer_bundle(output_dir: Path) -> None:
+    """Only the audit_writer package: it needs nothing but the Lambda runtime's boto3."""
+    shutil.copytree(LAMBDA_SRC / "audit_writer", output_dir / "audit_writer", dirs_exist_ok=True, ignore=_IGNORED)
+
+
+@jsii.implements(ILocalBundling)
+class _AuditWriterBundling:
+    def try_bundle(self, output_dir: str, *, image=None, **_options) -> bool:  # noqa: ANN001 - jsii signature
+        build_audit_writer_bundle(Path(output_dir))
+        return True
+
+
+def audit_writer_code() -> lambda_.Code:
+    """The audit writer's own asset, hashed on its output, so a change to the gateway does not redeploy it."""
+    return lambda_.Code.from_asset(
+        str(LAMBDA_SRC / "audit_writer"),
+        asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),  # never used, as above
+            local=_AuditWriterBundling(),
+        ),
+    )
+
+
 def gateway_code() -> lambda_.Code:
     """The Lambda asset: dependencies + the gateway package + run.sh; the asset hash covers the sources."""
     return lambda_.Code.from_asset(
         str(LAMBDA_SRC),
-        exclude=["**/__pycache__", "**/*.pyc", ".pytest_cache"],
+        exclude=["**/__pycache__", "**/*.pyc", ".pytest_cache", "audit_writer"],
         bundling=BundlingOptions(
             # Never used: local bundling always succeeds or raises; CDK requires an image to be named.
             image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Re-exported: the writer owns the bucket layout. Its module is plain Python too (no boto3, no CDK).
+from audit_writer.writer import (  # noqa: F401
+    ACCESS_LOG_ERRORS_PREFIX,
+    ACCESS_LOGS_PREFIX,
+    AUDIT_ERRORS_PREFIX,
+    AUDIT_RECORDS_PREFIX,
+)
+
 
 @dataclass(frozen=True)
 class Index:
@@ -36,10 +44,11 @@ TENANTS = TableDefinition(
 # Quota windows per tenant (and optionally per principal): minute, day, month.
 USAGE = TableDefinition(logical_id="UsageTable", partition_key="pk", sort_key="sk", ttl_attribute="expires_at")
 
-# Where the audit trail lands in the audit bucket.
-AUDIT_RECORDS_PREFIX = "audit/"
-ACCESS_LOGS_PREFIX = "access-logs/"
+# Where the audit trail lands in the audit bucket: the writer (audit_writer.writer) owns that layout;
+# ACCESS_LOGS_PREFIX, AUDIT_RECORDS_PREFIX and their error prefixes are imported from it above.
 ATHENA_RESULTS_PREFIX = "athena-results/"
+# Where Firehose leaves API Gateway's access logs for the writer, in the staging bucket.
+ACCESS_LOG_STAGING_PREFIX = "staged/"
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class UserPoolDefinition:
         return f"{self.resource_server}/invoke"
 
 
-# Audit records wait here for Firehose (or the local pump); 7 days covers a delivery outage.
+# Audit records wait here for the audit writer (the local pump locally); 7 days covers a delivery outage.
 AUDIT_STREAM = StreamDefinition(logical_id="AuditStream", retention_hours=168, shard_count=1)
 # Audit records that could not be put on the stream after retries.
 AUDIT_DLQ = QueueDefinition(logical_id="AuditDlq", retention_seconds=14 * 24 * 3600)

@@ -54,7 +54,9 @@ class StatelessStack(Stack):
             api=self.api.api,
             function=self.gateway.function,
             audit_dlq=audit.dlq,
-            delivery_stream_names=[audit.audit_delivery.ref, audit.access_log_delivery.ref],
+            delivery_stream_names=[audit.access_log_delivery.ref],
+            audit_writers=[audit.writer, audit.access_log_writer],
+            writer_failures=audit.writer_failures,
         )
 
         outputs = {

@@ -1,9 +1,11 @@
 """The local stack's API Gateway access log: an independent witness of every request id.
 
 In the cloud, API Gateway writes one JSON line per request (the stack's format holds every field of
-stacks.audit_queries.ACCESS_LOG_FORMAT) and Firehose delivers it under access-logs/dt=<date>/.
-Locally, `AccessLogMiddleware` (in front of the local authorizer) records one line per request with
-the same fields, so `gatewayctl audit verify` has the same witness to join against.
+stacks.audit_queries.ACCESS_LOG_FORMAT), Firehose stages it, and the audit writer Lambda writes it under
+access-logs/dt=<date>/. Locally, `AccessLogMiddleware` (in front of the local authorizer) records one line
+per request with the same fields and writes it with the same writer (`audit_writer.write_access_logs`),
+so `gatewayctl audit verify` has the same witness to join against. No line holds the caller's address or
+user agent: the bucket is immutable, and those identify a person.
 
 The line is written off the request path, as API Gateway's own access logging is: the middleware
 hands it to an `AccessLogWriter` (one thread, which writes whatever has queued up as one object per
@@ -14,29 +16,25 @@ is still queued first, so nothing is lost when the local stack stops.
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from gatewayctl.local.pump import put_locked_object
+from audit_writer import writer
+
 from stacks.audit_queries import ACCESS_LOG_FORMAT
-from stacks.definitions import ACCESS_LOGS_PREFIX
 
 
 def access_log_entry(
     *,
     request_id: str,
-    ip: str,
     method: str,
     path: str,
     status: int,
-    user_agent: str = "",
     response_length: int = 0,
     error_type: str = "",
     integration_status: str = "",
@@ -51,8 +49,6 @@ def access_log_entry(
         "status": str(status),
         "response_length": str(response_length),
         "integration_status": integration_status,
-        "source_ip": ip,
-        "user_agent": user_agent,
         "error_type": error_type,
     }
     assert values.keys() == ACCESS_LOG_FORMAT.keys(), "keep in step with ACCESS_LOG_FORMAT"
@@ -66,20 +62,10 @@ def write_access_log(s3: Any, bucket: str, **fields: Any) -> str:
 
 
 def write_access_logs(s3: Any, bucket: str, entries: Iterable[dict[str, str]]) -> list[str]:
-    """Write access-log lines (from `access_log_entry`), one object per UTC day; returns the keys.
-
-    The keys follow the stack's Firehose layout: access-logs/dt=<yyyy-mm-dd>/<name>.gz.
-    """
-    by_day: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for entry in entries:
-        by_day[time.strftime("%Y-%m-%d", time.gmtime(int(entry["request_time"]) / 1000))].append(entry)
-    keys = []
-    for day, lines in sorted(by_day.items()):
-        key = f"{ACCESS_LOGS_PREFIX}dt={day}/access-{uuid.uuid4().hex}.gz"
-        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines)
-        put_locked_object(s3, bucket, key, gzip.compress(text.encode(), mtime=0), ContentEncoding="gzip")
-        keys.append(key)
-    return keys
+    """Write access-log lines (from `access_log_entry`) with the audit writer, one object per UTC day;
+    returns the keys (access-logs/dt=<yyyy-mm-dd>/<name>.gz, the layout the cloud writer uses)."""
+    lines = [json.dumps(e, separators=(",", ":")).encode() for e in entries]
+    return writer.write_access_logs(s3, bucket, lines)
 
 
 class AccessLogWriter:
@@ -184,15 +170,12 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            headers = dict(scope.get("headers", []))
             self.writer.submit(
                 access_log_entry(
                     request_id=seen["request_id"] or f"unanswered-{uuid.uuid4()}",
-                    ip=(scope.get("client") or ("-", 0))[0],
                     method=scope["method"],
                     path=scope["path"],
                     status=seen["status"],
-                    user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
                     response_length=seen["length"],
                     # The local authorizer answers 401 itself, as API Gateway's Cognito authorizer does.
                     error_type="UNAUTHORIZED" if seen["status"] == 401 else "",

@@ -1,11 +1,11 @@
-"""The audit pump: moves audit records from the Kinesis stream to the audit bucket, as Firehose does
-in the cloud (DESIGN.md section 7), and redrives the audit dead-letter queue.
+"""The audit pump: moves audit records from the Kinesis stream to the audit bucket, as the cloud's audit
+writer Lambda does (docs/decisions/audit-delivery.md), and redrives the audit dead-letter queue.
 
-`write_batch` is the writer: it groups newline-delimited records by tenant and day and writes one
-gzip object per group under audit/tenant=<id>/dt=<yyyy-mm-dd>/, with Content-MD5 (an Object Lock
-bucket refuses uploads without an integrity header). It takes only an S3 client and raw records,
-so it can also run as a Kinesis stream consumer in the cloud (`kinesis_event_handler`) if Firehose
-cannot write into the Object Lock bucket (docs/decisions/audit-delivery.md, fallback 4).
+It writes through `audit_writer.write_batch`, the very function the cloud writer calls: records grouped
+by tenant and day into gzip NDJSON objects under audit/tenant=<id>/dt=<yyyy-mm-dd>/, each put with an
+explicit checksum (an Object Lock bucket refuses uploads without an integrity header). With
+AUDIT_OBJECT_LOCK_MODE and AUDIT_RETENTION_DAYS set it also sets the retention explicitly, as the cloud
+writer does; without them the bucket's default retention applies.
 
 Run it: `python -m gatewayctl.local.pump` (AWS_ENDPOINT_URL, AWS_REGION, AUDIT_STREAM, AUDIT_BUCKET;
 optionally PUMP_REDRIVE_DLQ=true with AUDIT_DLQ_URL to redrive the DLQ, PUMP_INTERVAL seconds,
@@ -14,77 +14,40 @@ PUMP_CHECKPOINT file); tests call `Pump(...).pump_once()`.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import json
 import os
 import signal
 import sys
 import time
-import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_writer import writer
+from audit_writer.writer import Retention, audit_partition
+
 from stacks.definitions import AUDIT_RECORDS_PREFIX
 
-ERRORS_PREFIX = "audit-errors/"  # records that are not JSON audit records: kept, outside the table
+ERRORS_PREFIX = writer.AUDIT_ERRORS_PREFIX
+partition_of = audit_partition
 
 
 def put_locked_object(s3: Any, bucket: str, key: str, body: bytes, **extra: Any) -> None:
-    """PutObject with Content-MD5, which an Object Lock bucket requires (default retention applies)."""
-    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 (an integrity header, not security)
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=md5, **extra)
-
-
-def partition_of(line: bytes) -> tuple[str, str] | None:
-    """(tenant, dt) of one record, as Firehose's dynamic partitioning computes it; None if malformed."""
-    try:
-        record = json.loads(line)
-        tenant, event_time = record["tenant_id"], record["event_time"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(tenant, str) or not tenant or "/" in tenant or not isinstance(event_time, str):
-        return None
-    return tenant, event_time[:10]
+    """PutObject with the writer's checksum, which an Object Lock bucket requires (default retention applies)."""
+    writer.put_object(s3, bucket, key, body, **extra)
 
 
 def write_batch(
-    s3: Any, bucket: str, records: Iterable[bytes], *, prefix: str = AUDIT_RECORDS_PREFIX
+    s3: Any,
+    bucket: str,
+    records: Iterable[bytes],
+    *,
+    prefix: str = AUDIT_RECORDS_PREFIX,
+    retention: Retention | None = None,
 ) -> list[str]:
-    """Write records (each one JSON object, with or without its newline) grouped by partition.
-
-    Returns the keys written. Raises on a failed write, so a stream consumer retries the batch
-    (records are idempotent by event_id; queries may de-duplicate on it).
-    """
-    groups: dict[str | None, list[bytes]] = defaultdict(list)
-    for data in records:
-        for line in data.splitlines():
-            if line.strip():
-                part = partition_of(line)
-                groups[f"{prefix}tenant={part[0]}/dt={part[1]}/" if part else None].append(line)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    keys = []
-    for folder, lines in sorted(groups.items(), key=lambda kv: kv[0] or ""):
-        folder = folder or f"{ERRORS_PREFIX}dt={stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}/"
-        key = f"{folder}audit-{stamp}-{uuid.uuid4().hex}.json.gz"
-        body = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
-        put_locked_object(s3, bucket, key, body, ContentType="application/x-ndjson", ContentEncoding="gzip")
-        keys.append(key)
-    return keys
-
-
-def kinesis_event_handler(event: dict[str, Any], context: Any = None, *, s3: Any = None) -> dict[str, Any]:
-    """A Lambda handler for a Kinesis event source: the cloud form of the pump (bucket from AUDIT_BUCKET)."""
-    import boto3
-
-    s3 = s3 or boto3.client("s3")
-    data = [base64.b64decode(r["kinesis"]["data"]) for r in event.get("Records", [])]
-    keys = write_batch(s3, os.environ["AUDIT_BUCKET"], data)
-    return {"records": len(data), "objects": len(keys)}
+    """The audit writer's `write_batch` (one code path locally and in the cloud); returns the keys written."""
+    return writer.write_batch(s3, bucket, records, prefix=prefix, retention=retention)
 
 
 @dataclass
@@ -97,6 +60,7 @@ class Pump:
     bucket: str
     checkpoint_path: Path | None = None
     positions: dict[str, str] = field(default_factory=dict)  # shard id -> last sequence number written
+    retention: Retention | None = None  # None: the bucket's default retention
 
     def __post_init__(self) -> None:
         if self.checkpoint_path and self.checkpoint_path.exists():
@@ -109,7 +73,7 @@ class Pump:
             shard_id = shard["ShardId"]
             data, last = self._read_shard(shard_id)
             if data:
-                write_batch(self.s3, self.bucket, data)
+                write_batch(self.s3, self.bucket, data, retention=self.retention)
                 self.positions[shard_id] = last
                 moved += len(data)
         if moved and self.checkpoint_path:
@@ -175,7 +139,12 @@ def main() -> int:
     sqs = boto3.client("sqs", region_name=region) if redrive else None
     checkpoint = env.get("PUMP_CHECKPOINT")
     pump = Pump(
-        kinesis, s3, env["AUDIT_STREAM"], env["AUDIT_BUCKET"], Path(checkpoint) if checkpoint else None
+        kinesis,
+        s3,
+        env["AUDIT_STREAM"],
+        env["AUDIT_BUCKET"],
+        Path(checkpoint) if checkpoint else None,
+        retention=Retention.from_env(env),
     )
     interval = float(env.get("PUMP_INTERVAL", "1"))
     stopping = []

@@ -1,19 +1,23 @@
-"""The audit trail (DESIGN.md section 2): stream -> Firehose -> Object Lock bucket <- Athena, plus the DLQ
-and the API Gateway access-log witness under its own prefix.
+"""The audit trail: stream -> audit writer (Lambda) -> Object Lock bucket <- Athena, plus the DLQ and the
+API Gateway access-log witness (Firehose -> staging bucket -> the same writer -> its own prefix).
 
-Why Firehose and not the Kinesis channel, and what guards the Object Lock question:
-docs/decisions/audit-delivery.md.
+Why a writer of our own and not Firehose or the Kinesis channel: docs/decisions/audit-delivery.md.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -22,9 +26,17 @@ from gateway.models.audit import PARTITION_KEYS, glue_columns
 
 from stacks.audit_queries import ACCESS_LOG_FORMAT as WITNESS_FIELDS
 from stacks.audit_queries import ACCESS_LOG_TABLE, AUDIT_TABLE, NAMED_QUERIES
+from stacks.bundling import audit_writer_code
 from stacks.config import EnvironmentConfig
 from stacks.constructs.common import log_group, pin_logical_id
-from stacks.definitions import ACCESS_LOGS_PREFIX, ATHENA_RESULTS_PREFIX, AUDIT_RECORDS_PREFIX
+from stacks.definitions import (
+    ACCESS_LOG_ERRORS_PREFIX,
+    ACCESS_LOG_STAGING_PREFIX,
+    ACCESS_LOGS_PREFIX,
+    ATHENA_RESULTS_PREFIX,
+    AUDIT_ERRORS_PREFIX,
+    AUDIT_RECORDS_PREFIX,
+)
 from stacks.nag import acknowledge_compliance, suppress
 
 # Pinned logical ids of the stateful audit resources (tests/infrastructure/test_logical_ids.py).
@@ -33,10 +45,12 @@ AUDIT_BUCKET_ID = "AuditBucket"
 LOG_BUCKET_ID = "AuditLogBucket"
 RESULTS_BUCKET_ID = "AthenaResultsBucket"
 AUDIT_DLQ_ID = "AuditDlq"
+STAGING_BUCKET_ID = "AccessLogStagingBucket"
+WRITER_FAILURES_ID = "AuditWriterFailures"
 
 # The JSON fields of an API Gateway access-log line: the witness fields the audit tooling reads
-# (stacks/audit_queries.py), plus latency and WAF fields for operators. No principal id: the bucket is
-# immutable, and GDPR erasure must leave nothing in it that names a person.
+# (stacks/audit_queries.py), plus latency and WAF fields for operators. No principal id, source IP or user
+# agent: the bucket is immutable, and GDPR erasure must leave nothing in it that names a person.
 ACCESS_LOG_FORMAT: dict[str, str] = {
     **WITNESS_FIELDS,
     "extended_request_id": "$context.extendedRequestId",
@@ -177,14 +191,237 @@ class AuditTrail(Construct):
             },
         )
 
+        # Records the writer could not deliver (Kinesis batches past their retries, access-log objects past
+        # Lambda's asynchronous retries): metadata to replay from (shard and sequence numbers, the staged key),
+        # so it is apart from the audit DLQ, whose messages are records that `redrive-dlq` puts back.
+        self.writer_failures = sqs.Queue(
+            self,
+            WRITER_FAILURES_ID,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            data_key_reuse=Duration.hours(1),
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(self.writer_failures, WRITER_FAILURES_ID)
+        suppress(
+            self.writer_failures,
+            {
+                "AwsSolutions-SQS3": (
+                    "This queue is itself the on-failure destination of the audit writer (what it could not deliver, "
+                    "with the stream positions or staged object to replay); an alarm fires on its depth."
+                )
+            },
+        )
+
+        self.staging_bucket = self._staging_bucket()
+        self.writer = self._writer(
+            "AuditWriter",
+            "audit_writer.handler.kinesis_handler",
+            config,
+            prefixes=(AUDIT_RECORDS_PREFIX, AUDIT_ERRORS_PREFIX),
+            description="writes audit records from the stream into the Object Lock bucket",
+        )
+        self.writer.add_event_source(
+            sources.KinesisEventSource(
+                self.stream,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=1000,
+                max_batching_window=Duration.seconds(30),  # fewer, larger objects
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                # Retried until written: a record is dropped only when it ages out of the stream (7 days),
+                # and then its position is in the failures queue.
+                retry_attempts=-1,
+                parallelization_factor=1,
+                on_failure=sources.SqsDlq(self.writer_failures),
+            )
+        )
+        self.access_log_writer = self._writer(
+            "AccessLogWriter",
+            "audit_writer.handler.staged_access_logs_handler",
+            config,
+            prefixes=(ACCESS_LOGS_PREFIX, ACCESS_LOG_ERRORS_PREFIX),
+            description="writes staged API Gateway access logs into the Object Lock bucket",
+            on_failure=destinations.SqsDestination(self.writer_failures),
+        )
+        self.staging_bucket.grant_read(self.access_log_writer, f"{ACCESS_LOG_STAGING_PREFIX}*")
+        events.Rule(
+            self,
+            "StagedAccessLogs",
+            description="A staged access-log object is ready for the audit writer",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self.staging_bucket.bucket_name]},
+                    "object": {"key": [{"prefix": ACCESS_LOG_STAGING_PREFIX}]},
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(self.access_log_writer, retry_attempts=185, max_event_age=Duration.hours(24))
+            ],
+        )
+
         self.delivery_log_group = log_group(self, "DeliveryLogs", days=config.log_retention_days, key=key)
-        self.audit_delivery = self._audit_delivery()
         self.access_log_delivery = self._access_log_delivery(config)
         self._catalog(config)
 
-    # -- Firehose ---
+    # -- the audit writer ---
 
-    def _delivery_role(self, construct_id: str, prefixes: tuple[str, ...]) -> iam.Role:
+    def _writer(
+        self,
+        construct_id: str,
+        handler: str,
+        config: EnvironmentConfig,
+        *,
+        prefixes: tuple[str, ...],
+        description: str,
+        on_failure: lambda_.IDestination | None = None,
+    ) -> lambda_.Function:
+        logs_group = log_group(
+            self,
+            f"{construct_id}Logs",
+            days=config.log_retention_days,
+            key=self.key,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"claude-gateway {config.name} {construct_id}: {description}",
+        )
+        logs_group.grant_write(role)
+        # Write-only into its prefixes, retention included (an explicit retention needs PutObjectRetention);
+        # no read, no delete, no s3:BypassGovernanceRetention.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteLockedObjects",
+                actions=["s3:PutObject", "s3:PutObjectRetention"],
+                resources=[self.bucket.arn_for_objects(f"{p}*") for p in prefixes],
+            )
+        )
+        self.key.grant(role, "kms:GenerateDataKey")
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=audit_writer_code(),
+            memory_size=512,
+            timeout=Duration.minutes(2),
+            role=role,
+            log_group=logs_group,
+            environment={
+                "AUDIT_BUCKET": self.bucket.bucket_name,
+                "AUDIT_OBJECT_LOCK_MODE": config.object_lock_mode,
+                "AUDIT_RETENTION_DAYS": str(config.audit_retention_days),
+            },
+            on_failure=on_failure,
+            retry_attempts=2 if on_failure is not None else None,
+            description=f"claude-gateway {config.name}: {description}",
+        )
+        policy = role.node.find_child("DefaultPolicy").node.default_child
+        function.node.default_child.add_override("DependsOn", [Stack.of(self).get_logical_id(policy)])
+        suppress(
+            role,
+            {
+                "AwsSolutions-IAM5": (
+                    f"The writer names each object itself (time-stamped keys under tenant and day partitions), so its "
+                    f"write grant is per prefix ({', '.join(prefixes)}) and the staged access logs are read per "
+                    "prefix; no delete or retention bypass anywhere."
+                )
+            },
+            children=True,
+        )
+        acknowledge_compliance(
+            role,
+            "IAMNoInlinePolicy",
+            (
+                f"The CDK-generated policy belongs to the {construct_id} role alone and lists exact ARNs and "
+                "prefixes; a managed policy would only make evidence-writing rights attachable elsewhere."
+            ),
+            children=True,
+        )
+        acknowledge_compliance(
+            function,
+            "LambdaInsideVPC",
+            (
+                f"The {construct_id} reaches only S3, Kinesis and SQS through their public AWS endpoints with IAM "
+                "and TLS; a VPC would add endpoints or NAT for no isolation gain."
+            ),
+        )
+        acknowledge_compliance(
+            function,
+            "LambdaConcurrency",
+            (
+                f"The {construct_id} is driven by its event source (one invocation per shard, or per staged object); "
+                "reserving concurrency would only let a burst of access logs be throttled."
+            ),
+        )
+        acknowledge_compliance(
+            function,
+            "LambdaDLQ",
+            (
+                "A Kinesis event source is not an asynchronous invocation: its failures go to the event source "
+                "mapping's on-failure destination (the writer failures queue), which a function DLQ cannot cover."
+                if on_failure is None
+                else "Its asynchronous failures go to an on-failure destination (the writer failures queue), which "
+                "carries the event and the error, more than a dead-letter queue would; an alarm watches its depth."
+            ),
+        )
+        suppress(
+            function,
+            {
+                "AwsSolutions-L1": (
+                    "Pinned to python3.13 like the gateway function (issue #2): the runtime is named once for both "
+                    "in stacks/bundling.py's PYTHON_VERSION."
+                )
+            },
+        )
+        return function
+
+    def _staging_bucket(self) -> s3.Bucket:
+        """Where Firehose leaves API Gateway's access logs for the writer: not evidence yet, kept a week."""
+        bucket = s3.Bucket(
+            self,
+            STAGING_BUCKET_ID,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="access-log-staging-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(7), noncurrent_version_expiration=Duration.days(1))
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(bucket, STAGING_BUCKET_ID)
+        # EventBridge notifications set on the bucket itself: CDK's own switch for them deploys a custom
+        # resource (a Lambda of its own) to do the same.
+        bucket.node.default_child.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
+        acknowledge_compliance(
+            bucket,
+            "S3BucketReplicationEnabled",
+            (
+                "Staged access logs live a week until the writer copies them into the audit bucket; replicating a "
+                "transit copy to another region would add a residency question and nothing to keep."
+            ),
+        )
+        return bucket
+
+    # -- Firehose: API Gateway's access logs, into the staging bucket ---
+
+    def _delivery_role(self, construct_id: str, bucket: s3.IBucket, prefixes: tuple[str, ...]) -> iam.Role:
         role = iam.Role(
             self,
             construct_id,
@@ -192,7 +429,7 @@ class AuditTrail(Construct):
                 "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
             ),
         )
-        # Write-only into the bucket: no read, no delete, no retention bypass.
+        # Write-only into the staging bucket: no read, no delete.
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
@@ -202,7 +439,7 @@ class AuditTrail(Construct):
                     "s3:ListBucketMultipartUploads",
                     "s3:PutObject",
                 ],
-                resources=[self.bucket.bucket_arn, *(self.bucket.arn_for_objects(f"{p}*") for p in prefixes)],
+                resources=[bucket.bucket_arn, *(bucket.arn_for_objects(f"{p}*") for p in prefixes)],
             )
         )
         self.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
@@ -219,9 +456,8 @@ class AuditTrail(Construct):
             role,
             {
                 "AwsSolutions-IAM5": (
-                    "Firehose names each object itself (time-stamped keys under dynamic partitions), so the write "
-                    f"grant is per prefix ({', '.join(prefixes)}), never the whole bucket; no read, delete or "
-                    "retention permission."
+                    "Firehose names each object itself (time-stamped keys), so the write grant is per prefix of the "
+                    f"staging bucket ({', '.join(prefixes)}), never the audit bucket; no read or delete permission."
                 )
             },
             children=True,
@@ -237,83 +473,10 @@ class AuditTrail(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def _audit_delivery(self) -> firehose.CfnDeliveryStream:
-        role = self._delivery_role("AuditDeliveryRole", (AUDIT_RECORDS_PREFIX, "audit-errors/"))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "kinesis:DescribeStream",
-                    "kinesis:DescribeStreamSummary",
-                    "kinesis:GetShardIterator",
-                    "kinesis:GetRecords",
-                    "kinesis:ListShards",
-                ],
-                resources=[self.stream.stream_arn],
-            )
-        )
-        log_stream = self._log_stream("audit")
-        delivery = firehose.CfnDeliveryStream(
-            self,
-            "AuditDelivery",
-            delivery_stream_type="KinesisStreamAsSource",
-            kinesis_stream_source_configuration=firehose.CfnDeliveryStream.KinesisStreamSourceConfigurationProperty(
-                kinesis_stream_arn=self.stream.stream_arn, role_arn=role.role_arn
-            ),
-            extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
-                bucket_arn=self.bucket.bucket_arn,
-                role_arn=role.role_arn,
-                # tenant=<tenant_id>/dt=<yyyy-mm-dd>/ from the record itself (docs/ARCHITECTURE.md contract)
-                prefix=f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/dt=!{{partitionKeyFromQuery:dt}}/",
-                error_output_prefix="audit-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
-                # Dynamic partitioning needs a buffer of at least 64 MiB.
-                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
-                    interval_in_seconds=60, size_in_m_bs=64
-                ),
-                compression_format="GZIP",
-                encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
-                    kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
-                        awskms_key_arn=self.key.key_arn
-                    )
-                ),
-                dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
-                    enabled=True,
-                    retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(duration_in_seconds=300),
-                ),
-                processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
-                    enabled=True,
-                    processors=[
-                        _processor(
-                            "MetadataExtraction",
-                            {
-                                "MetadataExtractionQuery": "{tenant: .tenant_id, dt: .event_time[0:10]}",
-                                "JsonParsingEngine": "JQ-1.6",
-                            },
-                        ),
-                        _processor("AppendDelimiterToRecord", {"Delimiter": "\\n"}),
-                    ],
-                ),
-                cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
-                    enabled=True,
-                    log_group_name=self.delivery_log_group.log_group_name,
-                    log_stream_name=log_stream.log_stream_name,
-                ),
-            ),
-        )
-        # Firehose checks its permissions on creation: the role's policy must exist first.
-        delivery.node.add_dependency(role.node.find_child("DefaultPolicy"))
-        suppress(
-            delivery,
-            {
-                "AwsSolutions-KDF1": (
-                    "A Firehose stream with a Kinesis source cannot have its own SSE; records are encrypted at rest "
-                    "in the source stream (audit KMS key) and in S3 (same key, set on the destination)."
-                )
-            },
-        )
-        return delivery
-
     def _access_log_delivery(self, config: EnvironmentConfig) -> firehose.CfnDeliveryStream:
-        role = self._delivery_role("AccessLogDeliveryRole", (ACCESS_LOGS_PREFIX, "access-log-errors/"))
+        role = self._delivery_role(
+            "AccessLogDeliveryRole", self.staging_bucket, (ACCESS_LOG_STAGING_PREFIX, "staging-errors/")
+        )
         log_stream = self._log_stream("access-logs")
         delivery = firehose.CfnDeliveryStream(
             self,
@@ -325,10 +488,10 @@ class AuditTrail(Construct):
                 key_type="CUSTOMER_MANAGED_CMK", key_arn=self.key.key_arn
             ),
             extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
-                bucket_arn=self.bucket.bucket_arn,
+                bucket_arn=self.staging_bucket.bucket_arn,
                 role_arn=role.role_arn,
-                prefix=f"{ACCESS_LOGS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/",
-                error_output_prefix="access-log-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+                prefix=ACCESS_LOG_STAGING_PREFIX,
+                error_output_prefix="staging-errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     interval_in_seconds=60, size_in_m_bs=5
                 ),
@@ -375,7 +538,7 @@ class AuditTrail(Construct):
                 **_date_projection("dt"),
                 "storage.location.template": f"{bucket_root}{AUDIT_RECORDS_PREFIX}tenant=${{tenant}}/dt=${{dt}}/",
             },
-            description="Audit records: one JSON object per line, written by Firehose",
+            description="Audit records: gzip NDJSON, one JSON object per line, written by the audit writer",
         )
         self.access_table = self._json_table(
             "AccessLogTable",
@@ -463,16 +626,6 @@ class AuditTrail(Construct):
             ),
         )
         return table
-
-
-def _processor(kind: str, parameters: dict[str, str]) -> firehose.CfnDeliveryStream.ProcessorProperty:
-    return firehose.CfnDeliveryStream.ProcessorProperty(
-        type=kind,
-        parameters=[
-            firehose.CfnDeliveryStream.ProcessorParameterProperty(parameter_name=k, parameter_value=v)
-            for k, v in parameters.items()
-        ],
-    )
 
 
 def _date_projection(column: str) -> dict[str, str]:

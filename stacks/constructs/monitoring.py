@@ -1,4 +1,4 @@
-"""Dashboard and alarms: API 5xx, throttles, failovers, audit DLQ depth, latency, audit delivery."""
+"""Dashboard and alarms: API 5xx, throttles, failovers, audit DLQ depth, latency, the audit writer."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class Monitoring(Construct):
         function: lambda_.IFunction,
         audit_dlq: sqs.IQueue,
         delivery_stream_names: list[str],
+        audit_writers: list[lambda_.IFunction],
+        writer_failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         key = kms.Key(
@@ -86,6 +88,37 @@ class Monitoring(Construct):
             # Streams run long; the p99 over whole responses flags a stuck upstream, not a slow token.
             ("LatencyP99", latency, 120_000, "p99 API latency above 2 minutes"),
         ]
+        stream_writer = audit_writers[0]
+        specs += [
+            # The writer retries a failing batch until it is written, so a stuck shard shows as iterator age.
+            (
+                "AuditWriterIteratorAge",
+                cloudwatch.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name="IteratorAge",
+                    dimensions_map={"FunctionName": stream_writer.function_name},
+                    statistic="Maximum",
+                    period=five_min,
+                ),
+                15 * 60 * 1000,
+                "audit records wait more than 15 minutes for the writer (docs/decisions/audit-delivery.md)",
+            ),
+            (
+                "AuditWriterFailures",
+                writer_failures.metric_approximate_number_of_messages_visible(period=five_min, statistic="Maximum"),
+                1,
+                "the audit writer gave up on a batch or a staged access-log object: replay it (docs/audit.md)",
+            ),
+        ]
+        for writer in audit_writers:
+            specs.append(
+                (
+                    f"{writer.node.id}Errors",
+                    writer.metric_errors(period=five_min, statistic="Sum"),
+                    1,
+                    f"the {writer.node.id} failed (it retries; see its log group)",
+                )
+            )
         for index, stream_name in enumerate(delivery_stream_names):
             freshness = cloudwatch.Metric(
                 namespace="AWS/Firehose",
@@ -99,7 +132,7 @@ class Monitoring(Construct):
                     f"DeliveryFreshness{index}",
                     freshness,
                     900,
-                    "audit delivery to S3 is more than 15 minutes behind (see docs/decisions/audit-delivery.md)",
+                    "access-log delivery to the staging bucket is more than 15 minutes behind",
                 )
             )
 
@@ -143,5 +176,10 @@ class Monitoring(Construct):
                 ],
             ),
             cloudwatch.GraphWidget(title="Audit", left=[dlq_depth, dead_lettered, undeliverable, finish_overrun]),
+            cloudwatch.GraphWidget(
+                title="Audit writer",
+                left=[w.metric_errors(period=five_min) for w in audit_writers],
+                right=[specs_metric for name, specs_metric, _, _ in specs if name == "AuditWriterIteratorAge"],
+            ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
         )

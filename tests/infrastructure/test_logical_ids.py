@@ -17,6 +17,9 @@ PINNED = {
     "AuditLogBucket": "AWS::S3::Bucket",
     "AthenaResultsBucket": "AWS::S3::Bucket",
     "AuditDlq": "AWS::SQS::Queue",
+    # Since the audit writer replaced Firehose's delivery of audit records (docs/decisions/audit-delivery.md):
+    "AccessLogStagingBucket": "AWS::S3::Bucket",
+    "AuditWriterFailures": "AWS::SQS::Queue",
 }
 
 

@@ -9,8 +9,8 @@ from gateway.models.audit import glue_columns
 
 from gatewayctl.target import OUTPUT_KEYS
 from stacks.audit_queries import NAMED_QUERIES
-from stacks.definitions import AUDIT_RECORDS_PREFIX, TENANTS, USAGE
-from tests.infrastructure.conftest import only, resources
+from stacks.definitions import TENANTS, USAGE
+from tests.infrastructure.conftest import config_for, only, resources
 
 pytestmark = pytest.mark.infrastructure
 
@@ -105,36 +105,76 @@ def test_termination_protection_only_in_prod(dev, prod):
 
 
 def test_dead_letter_queue_for_audit_records(synthesized):
-    _, queue = only(synthesized.stateful, "AWS::SQS::Queue")
+    # Two queues since the audit writer: the runtime's DLQ (records) and the writer's failures (positions).
+    queue = resources(synthesized.stateful, "AWS::SQS::Queue")["AuditDlq"]
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
-def test_firehose_partitions_by_tenant_and_event_date_from_the_stream(synthesized):
+def _function(template, handler: str) -> tuple[str, dict]:
+    found = [
+        (i, f["Properties"])
+        for i, f in resources(template, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == handler
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_audit_writer_consumes_the_stream_and_no_firehose_reads_it(synthesized):
     streams = resources(synthesized.stateful, "AWS::KinesisFirehose::DeliveryStream")
-    audit = next(
-        s["Properties"]
-        for s in streams.values()
-        if s["Properties"]["DeliveryStreamType"] == "KinesisStreamAsSource"
-    )
-    assert audit["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {
-        "Fn::GetAtt": ["AuditStream", "Arn"]
+    assert all(s["Properties"]["DeliveryStreamType"] == "DirectPut" for s in streams.values())
+    writer_id, writer = _function(synthesized.stateful, "audit_writer.handler.kinesis_handler")
+    assert (writer["Runtime"], writer["Architectures"]) == ("python3.13", ["arm64"])
+    (mapping,) = [
+        m["Properties"]
+        for m in resources(synthesized.stateful, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": writer_id}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["AuditStream", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AuditWriterFailures", "Arn"]}
+
+
+def test_the_writer_sets_the_environments_object_lock_retention(synthesized):
+    config = config_for(synthesized.env)
+    for handler in ("audit_writer.handler.kinesis_handler", "audit_writer.handler.staged_access_logs_handler"):
+        variables = _function(synthesized.stateful, handler)[1]["Environment"]["Variables"]
+        assert variables["AUDIT_BUCKET"] == {"Ref": "AuditBucket"}
+        assert variables["AUDIT_OBJECT_LOCK_MODE"] == config.object_lock_mode
+        assert variables["AUDIT_RETENTION_DAYS"] == str(config.audit_retention_days)
+
+
+def _statements_of(template, role_id_prefix: str) -> list[dict]:
+    out = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        roles = policy["Properties"]["Roles"]
+        if any(r.get("Ref", "").startswith(role_id_prefix) for r in roles):
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_writers_may_only_add_locked_objects_under_their_prefixes(synthesized):
+    expected = {
+        "AuditAuditWriterRole": ("audit/", "audit-errors/"),
+        "AuditAccessLogWriterRole": ("access-logs/", "access-log-errors/"),
     }
-    destination = audit["ExtendedS3DestinationConfiguration"]
-    assert destination["Prefix"] == (
-        f"{AUDIT_RECORDS_PREFIX}tenant=!{{partitionKeyFromQuery:tenant}}/dt=!{{partitionKeyFromQuery:dt}}/"
-    )
-    assert destination["DynamicPartitioningConfiguration"]["Enabled"] is True
-    processors = {
-        p["Type"]: {q["ParameterName"]: q["ParameterValue"] for q in p["Parameters"]}
-        for p in destination["ProcessingConfiguration"]["Processors"]
-    }
-    assert (
-        processors["MetadataExtraction"]["MetadataExtractionQuery"]
-        == "{tenant: .tenant_id, dt: .event_time[0:10]}"
-    )
-    assert destination["EncryptionConfiguration"]["KMSEncryptionConfig"]["AWSKMSKeyARN"] == {
-        "Fn::GetAtt": ["AuditKey", "Arn"]
-    }
+    for role, prefixes in expected.items():
+        statements = _statements_of(synthesized.stateful, role)
+        assert statements, role
+        s3_actions = {a for s in statements for a in _listed(s["Action"]) if a.startswith("s3:")}
+        assert {"s3:PutObject", "s3:PutObjectRetention"} <= s3_actions
+        assert not {a for a in s3_actions if "Delete" in a or "Bypass" in a or a == "s3:*"}, s3_actions
+        (write,) = [s for s in statements if "s3:PutObjectRetention" in _listed(s["Action"])]
+        rendered = json.dumps(write["Resource"])
+        for prefix in prefixes:
+            assert f"/{prefix}*" in rendered
+        assert len(_listed(write["Resource"])) == len(prefixes)
+
+
+def _listed(value):
+    return value if isinstance(value, list) else [value]
 
 
 def test_jq_date_slice_matches_the_record_time_format():
@@ -148,7 +188,17 @@ def test_access_logs_have_their_own_prefix_and_an_api_gateway_stream_name(synthe
         s["Properties"] for s in streams.values() if s["Properties"]["DeliveryStreamType"] == "DirectPut"
     )
     assert direct["DeliveryStreamName"].startswith("amazon-apigateway-")
-    assert direct["ExtendedS3DestinationConfiguration"]["Prefix"].startswith("access-logs/")
+    # Firehose only stages them; the writer puts them under access-logs/ in the audit bucket.
+    destination = direct["ExtendedS3DestinationConfiguration"]
+    assert destination["BucketARN"] == {"Fn::GetAtt": ["AccessLogStagingBucket", "Arn"]}
+    assert destination["Prefix"] == "staged/"
+    rule = next(iter(resources(synthesized.stateful, "AWS::Events::Rule").values()))["Properties"]
+    assert rule["EventPattern"]["detail"]["bucket"]["name"] == [{"Ref": "AccessLogStagingBucket"}]
+    writer_id, _ = _function(synthesized.stateful, "audit_writer.handler.staged_access_logs_handler")
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [writer_id, "Arn"]}
+    staging = resources(synthesized.stateful, "AWS::S3::Bucket")["AccessLogStagingBucket"]["Properties"]
+    assert staging["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    assert "ObjectLockEnabled" not in staging
 
 
 def test_glue_table_columns_come_from_the_audit_model_with_partition_projection(synthesized):

@@ -56,7 +56,6 @@ def witness(res, exchanges, **overrides):
     for ex in exchanges:
         fields = {
             "request_id": ex.meta.request_id,
-            "ip": ex.meta.source_ip,
             "method": "POST",
             "path": "/v1/messages",
             "status": ex.status or 200,
@@ -209,7 +208,7 @@ def test_verify_passes_on_a_complete_locked_trail_and_reports_gaps(audit_resourc
     witness(res, exchanges)
     # Refused by the authorizer: API Gateway logs it, the gateway never sees it, no record expected.
     write_access_log(
-        s3, res.bucket, request_id="unauth-1", ip="1.2.3.4", method="POST", path="/v1/messages",
+        s3, res.bucket, request_id="unauth-1", method="POST", path="/v1/messages",
         status=401, error_type="UNAUTHORIZED", request_time=T0,
     )  # fmt: skip
     report = trail.verify(s3, res.bucket, DAY, DAY, now=dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC))
@@ -243,7 +242,7 @@ def test_verify_reports_objects_without_object_lock(audit_resources):
     lines = [AuditRecord.from_exchange(ex, t).to_json().encode() for t in ("request", "response")]
     write_batch(s3, bucket, lines)
     write_access_log(
-        s3, bucket, request_id=ex.meta.request_id, ip="x", method="POST", path="/v1/messages", status=200,
+        s3, bucket, request_id=ex.meta.request_id, method="POST", path="/v1/messages", status=200,
         request_time=T0,
     )  # fmt: skip
     report = trail.verify(s3, bucket, DAY, DAY)

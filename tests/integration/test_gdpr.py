@@ -124,7 +124,7 @@ def seed(res, tgt, people: dict[str, int]) -> dict[str, Person]:
     Pump(res.client("kinesis"), res.client("s3"), res.stream, res.bucket).pump_once()
     for ex in exchanges:
         write_access_log(
-            res.client("s3"), res.bucket, request_id=ex.meta.request_id, ip="127.0.0.1", method="POST",
+            res.client("s3"), res.bucket, request_id=ex.meta.request_id, method="POST",
             path="/v1/messages", status=200, request_time=ex.started_at,
         )  # fmt: skip
     return found
@@ -315,7 +315,7 @@ def test_audit_query_and_verify_commands(audit_resources, local_target, capsys):
     code, out = cli(capsys, "--json", "audit", "verify", "--from", "2026-11-23")
     assert code == 0 and json.loads(out)["ok"] is True
     write_access_log(
-        res.client("s3"), res.bucket, request_id="never-audited", ip="x", method="POST",
+        res.client("s3"), res.bucket, request_id="never-audited", method="POST",
         path="/v1/messages", status=200, request_time=T0,
     )  # fmt: skip
     code, out = cli(capsys, "--json", "audit", "verify", "--from", "2026-11-23", "--to", "2026-11-23")
