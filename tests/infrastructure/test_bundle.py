@@ -80,3 +80,24 @@ def test_bundle_ships_exactly_the_locked_versions(dev):
     }
     shipped = {name.lower().replace("_", "-"): version for name, version in installed_versions(_asset_dir(dev))}
     assert shipped == locked
+
+
+def test_the_audit_writer_has_its_own_bundle_with_nothing_but_its_package(dev):
+    import subprocess
+    import sys
+
+    outdir = Path(dev.assembly.directory)
+    writers = [p for p in outdir.glob("asset.*") if (p / "audit_writer" / "handler.py").exists()]
+    assert len(writers) == 1, writers
+    shipped = {p.relative_to(writers[0]).as_posix() for p in writers[0].rglob("*") if p.is_file()}
+    assert shipped == {"audit_writer/__init__.py", "audit_writer/handler.py", "audit_writer/writer.py"}
+    assert not (_asset_dir(dev) / "audit_writer").exists()  # and the gateway's bundle does not carry it
+    # Importable as Lambda loads it: the bundle alone on the path, no boto3 needed until the first event.
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", "import audit_writer.handler as h; print(h.kinesis_handler.__name__)"],
+        env={"PYTHONPATH": str(writers[0]), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
