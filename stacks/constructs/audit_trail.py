@@ -246,7 +246,15 @@ class AuditTrail(Construct):
             description="writes staged API Gateway access logs into the Object Lock bucket",
             on_failure=destinations.SqsDestination(self.writer_failures),
         )
-        self.staging_bucket.grant_read(self.access_log_writer, f"{ACCESS_LOG_STAGING_PREFIX}*")
+        # Reads the staged object it is told about, nothing else (no listing).
+        self.access_log_writer.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadStagedAccessLogs",
+                actions=["s3:GetObject"],
+                resources=[self.staging_bucket.arn_for_objects(f"{ACCESS_LOG_STAGING_PREFIX}*")],
+            )
+        )
+        self.key.grant(self.access_log_writer, "kms:Decrypt")
         events.Rule(
             self,
             "StagedAccessLogs",
