@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from gateway.models.audit import AuditRecord
 
-from gatewayctl import audit as trail
+from gatewayctl import auditing as trail
 from gatewayctl.local.access_log import access_log_entry, write_access_logs
 from gatewayctl.local.pump import Pump
 from stacks.audit_queries import NAMED_QUERIES
