@@ -30,7 +30,7 @@ $(TOOLS_STAMP): .tools/package.json .tools/package-lock.json
 	cd .tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Re-resolves the three locks from their sources (pyproject.toml, lambda_src/*/requirements.txt,
+# Re-resolves the three locks from their sources (pyproject.toml, lambda_src/requirements.txt,
 # .tools/package.json) to the newest versions the ranges allow. Review the diff, run `make test`, commit.
 LOCK_VENV := .build/lock-venv
 lock:
