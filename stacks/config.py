@@ -341,9 +341,13 @@ SITE_SETTINGS: Mapping[str, str] = MappingProxyType(
         "callback_urls": "sign-in redirect URLs besides the CLI's loopback (a list of https URLs)",
         "logout_urls": "sign-out redirect URLs besides the CLI's loopback (a list of https URLs)",
         "tags": "extra tags for every resource (an object)",
+        "anthropic_api": (
+            'the Claude API as a third provider after Vertex: {"secret_arn", "residencies", "base_url", '
+            '"workspace_id"} (an existing Secrets Manager secret, full ARN), or null (the default: off)'
+        ),
     }
 )
-NULLABLE = frozenset({"alarm_email", "identity_provider", "vertex"})
+NULLABLE = frozenset({"alarm_email", "identity_provider", "vertex", "anthropic_api"})
 _VERTEX_KEYS = ("project", "project_number", "pool", "provider")
 # What every environment with real users must decide before its first deploy.
 _PRODUCTION_SITE = ("account", "region", "cognito_domain_prefix", "alarm_email", "identity_provider", "vertex")
@@ -483,6 +487,13 @@ def _from_site(site: Mapping[str, Any], upstreams: Mapping[str, Upstreams], fail
             out["identity_provider"] = IdentityProvider(**idp)
         else:
             fail(f"identity_provider: an object with kind, name and some of {', '.join(sorted(fields))}")
+    api = site.get("anthropic_api")
+    if api is not None:
+        fields = {f.name for f in dataclasses.fields(AnthropicApi)}
+        if isinstance(api, Mapping) and "secret_arn" in api and not set(api) - fields:
+            out["anthropic_api"] = AnthropicApi(**{**api, "residencies": tuple(api.get("residencies", ("global",)))})
+        else:
+            fail(f"anthropic_api: an object with secret_arn and some of {', '.join(sorted(fields))}")
     vertex = site.get("vertex")
     vertex_ok = vertex is not None
     if vertex is not None:

@@ -214,3 +214,12 @@ def test_synthesis_of_prod_without_its_site_settings_exits_naming_each_one():
     assert result.returncode != 0
     for key in PRODUCTION_SITE:
         assert f"  {key}: " in result.stderr, key
+
+
+def test_the_claude_api_provider_is_a_site_setting_off_unless_given():
+    secret = "arn:aws:secretsmanager:us-east-1:444455556666:secret:claude-gateway/prod/claude-api-key-AbC123"
+    assert load("prod", site_for("prod")).anthropic_api is None
+    on = load("prod", {**TEST_SITES["prod"], "anthropic_api": {"secret_arn": secret, "residencies": ["us"]}})
+    assert (on.anthropic_api.secret_arn, on.anthropic_api.residencies) == (secret, ("us",))
+    with pytest.raises(ConfigError, match=r"environment 'prod': anthropic_api.secret_arn"):
+        load("prod", {**TEST_SITES["prod"], "anthropic_api": {"secret_arn": "claude-api-key"}})
