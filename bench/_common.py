@@ -225,7 +225,8 @@ def serve_upstream(kind: str) -> None:
     emulator = BedrockEmulator()
     sockets = [bind(0, what=f"bedrock {r}") for r in REGIONS]
     emulator.regions_by_port.update({port_of(s): r for s, r in zip(sockets, REGIONS, strict=True)})
-    app = emulator.app if kind == "emulator" else slow_bedrock()
+    apps = {"emulator": lambda: emulator.app, "slow": slow_bedrock, "long": lambda: slow_bedrock(0.0, LONG_EVENTS)}
+    app = apps[kind]()
     server = ThreadedServer(app, sockets, name="bedrock").start()
     _serve(
         [server],
@@ -266,12 +267,14 @@ def serve_gateway(overrides_json: str) -> None:
 
 SLOW_EVENT_GAP_SECONDS = 0.05
 SLOW_EVENTS = 20
+# A long reply ("long" upstream): text deltas sent as fast as the connection takes them.
+LONG_EVENTS = 1000
 
 
-def slow_bedrock() -> Any:
-    """A Bedrock InvokeModelWithResponseStream that paces its events SLOW_EVENT_GAP_SECONDS apart, to
-    show that the gateway relays each event as it comes (the first reaches the client long before the
-    upstream is done)."""
+def slow_bedrock(gap_seconds: float = SLOW_EVENT_GAP_SECONDS, deltas: int = SLOW_EVENTS) -> Any:
+    """A Bedrock InvokeModelWithResponseStream that paces its events `gap_seconds` apart, to show that
+    the gateway relays each event as it comes (the first reaches the client long before the upstream is
+    done); with no gap, `deltas` text deltas as fast as they go (the relay's cost per event)."""
     from starlette.applications import Starlette
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
@@ -296,14 +299,14 @@ def slow_bedrock() -> Any:
         ]
         out += [
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"w{i} "}}
-            for i in range(SLOW_EVENTS)
+            for i in range(deltas)
         ]
         out += [
             {"type": "content_block_stop", "index": 0},
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": SLOW_EVENTS},
+                "usage": {"output_tokens": deltas},
             },
             {"type": "message_stop"},
         ]
@@ -314,8 +317,8 @@ def slow_bedrock() -> Any:
 
         async def body() -> AsyncIterator[bytes]:
             for i, event in enumerate(events()):
-                if i:
-                    await asyncio.sleep(SLOW_EVENT_GAP_SECONDS)
+                if i and gap_seconds:
+                    await asyncio.sleep(gap_seconds)
                 yield chunk_event(event)
 
         return StreamingResponse(body(), media_type="application/vnd.amazon.eventstream")
@@ -466,7 +469,6 @@ def start_standins() -> tuple[subprocess.Popen, str]:
 def seed(aws_endpoint: str) -> None:
     """The bench tenant (limits on every window) and its principal, written as the admin library writes them."""
     import botocore.session
-
     from gateway.adapters.dynamo_codec import to_item
     from gateway.models import tenant_items
 
