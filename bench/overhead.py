@@ -66,7 +66,8 @@ def measure_real(total: int, baseline: str | None, block: int = 50) -> dict:
     try:
         gateways.append(c.start_real_gateway("current", info["regions"]))
         if baseline:
-            gateways.append(c.start_real_gateway(f"baseline {baseline}", info["regions"], source=c.baseline_source(baseline)))
+            source = c.baseline_source(baseline)
+            gateways.append(c.start_real_gateway(f"baseline {baseline}", info["regions"], source=source))
         results = asyncio.run(_alternate_blocks(gateways, total, block))
     finally:
         for gateway in gateways:
