@@ -43,7 +43,8 @@ def test_the_cost_table_adds_up_and_compares_with_the_model(monkeypatch) -> None
     assert cost.main(["--design", "today"]) == 0
 
     table = written["cost"]
-    assert round(sum(line["usd_per_million"] for line in table["lines"]), 1) == round(table["gateway_usd_per_million"], 1)
+    total = sum(line["usd_per_million"] for line in table["lines"])
+    assert round(total, 1) == round(table["gateway_usd_per_million"], 1)
     # 1,000 input and 300 output tokens of Sonnet at $3 and $15 a million, 10% geographic uplift.
     assert table["model_usd_per_million"] == 8250.0
     assert all(line["source"].startswith("https://") for line in table["lines"])

@@ -1,5 +1,5 @@
 """A lean client for AWS's JSON protocol (DynamoDB, Kinesis): botocore's method names, answers and
-exceptions, at about a third of botocore's CPU per call (docs/decisions/0006-lean-aws-json-client.md).
+exceptions, at about a third of botocore's CPU per call (docs/decisions/lean-aws-json-client.md).
 
 The adapters pass DynamoDB's attribute values and Kinesis's fields already in wire form, so a call is a
 JSON dump, a SigV4 signature (the day's signing key cached), one POST over botocore's own HTTP session
@@ -22,10 +22,10 @@ hop, which costs more CPU than the call itself once botocore is out of the way (
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
-import asyncio
 import json
 import os
 import random
