@@ -11,6 +11,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
+# Run only when named: litellm installs a third-party proxy from PyPI on its first run.
+ON_REQUEST = ("litellm",)
+
 
 def names() -> list[str]:
     return sorted(
@@ -19,7 +22,7 @@ def names() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    selected = argv[:1] or names()
+    selected = argv[:1] or [name for name in names() if name not in ON_REQUEST]
     status = 0
     for name in selected:
         if name not in names():

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -224,7 +225,8 @@ def serve_upstream(kind: str) -> None:
     emulator = BedrockEmulator()
     sockets = [bind(0, what=f"bedrock {r}") for r in REGIONS]
     emulator.regions_by_port.update({port_of(s): r for s, r in zip(sockets, REGIONS, strict=True)})
-    app = emulator.app if kind == "emulator" else slow_bedrock()
+    apps = {"emulator": lambda: emulator.app, "slow": slow_bedrock, "long": lambda: slow_bedrock(0.0, LONG_EVENTS)}
+    app = apps[kind]()
     server = ThreadedServer(app, sockets, name="bedrock").start()
     _serve(
         [server],
@@ -265,12 +267,14 @@ def serve_gateway(overrides_json: str) -> None:
 
 SLOW_EVENT_GAP_SECONDS = 0.05
 SLOW_EVENTS = 20
+# A long reply ("long" upstream): text deltas sent as fast as the connection takes them.
+LONG_EVENTS = 1000
 
 
-def slow_bedrock() -> Any:
-    """A Bedrock InvokeModelWithResponseStream that paces its events SLOW_EVENT_GAP_SECONDS apart, to
-    show that the gateway relays each event as it comes (the first reaches the client long before the
-    upstream is done)."""
+def slow_bedrock(gap_seconds: float = SLOW_EVENT_GAP_SECONDS, deltas: int = SLOW_EVENTS) -> Any:
+    """A Bedrock InvokeModelWithResponseStream that paces its events `gap_seconds` apart, to show that
+    the gateway relays each event as it comes (the first reaches the client long before the upstream is
+    done); with no gap, `deltas` text deltas as fast as they go (the relay's cost per event)."""
     from starlette.applications import Starlette
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
@@ -295,14 +299,14 @@ def slow_bedrock() -> Any:
         ]
         out += [
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"w{i} "}}
-            for i in range(SLOW_EVENTS)
+            for i in range(deltas)
         ]
         out += [
             {"type": "content_block_stop", "index": 0},
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": SLOW_EVENTS},
+                "usage": {"output_tokens": deltas},
             },
             {"type": "message_stop"},
         ]
@@ -313,8 +317,8 @@ def slow_bedrock() -> Any:
 
         async def body() -> AsyncIterator[bytes]:
             for i, event in enumerate(events()):
-                if i:
-                    await asyncio.sleep(SLOW_EVENT_GAP_SECONDS)
+                if i and gap_seconds:
+                    await asyncio.sleep(gap_seconds)
                 yield chunk_event(event)
 
         return StreamingResponse(body(), media_type="application/vnd.amazon.eventstream")
@@ -322,6 +326,247 @@ def slow_bedrock() -> Any:
     return Starlette(
         routes=[Route("/model/{model_id:path}/invoke-with-response-stream", stream, methods=["POST"])]
     )
+
+
+# -- the gateway as the Lambda runs it, with its real adapters against the stand-ins --------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "bench"
+PRINCIPAL = "bench-user"
+# What API Gateway's REST API (Cognito authorizer) puts in x-amzn-request-context through the Lambda Web
+# Adapter, in its real shape and about its real size: claims as strings, the request id, the caller.
+API_CONTEXT = json.dumps(
+    {
+        "resourceId": "abc123",
+        "resourcePath": "/v1/messages",
+        "httpMethod": "POST",
+        "extendedRequestId": "Qw3rTyUiOpAsDfG=",
+        "requestTime": "23/Nov/2026:05:33:00 +0000",
+        "path": "/prod/v1/messages",
+        "accountId": "123456789012",
+        "protocol": "HTTP/1.1",
+        "stage": "prod",
+        "domainPrefix": "gateway",
+        "requestTimeEpoch": 1795412380000,
+        "requestId": "8d4f1c2e-7b1a-4c55-9a0e-3f6b2d9c1e77",
+        "identity": {"sourceIp": "203.0.113.7", "userAgent": "Anthropic/Python 0.70.0", "user": None},
+        "domainName": "gateway.example.com",
+        "deploymentId": "d1e2f3",
+        "apiId": "a1b2c3d4e5",
+        "authorizer": {
+            "claims": {
+                "sub": PRINCIPAL,
+                "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEfGhI",
+                "client_id": "3n4b5urk1ft4fl3mg5e62d9ado",
+                "origin_jti": "5f8c1a7e-1b2c-4d5e-8f9a-0b1c2d3e4f5a",
+                "event_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d",
+                "token_use": "access",
+                "scope": "claude-gateway/invoke",
+                "auth_time": "1795412000",
+                "exp": "Mon Nov 23 06:33:00 UTC 2026",
+                "iat": "Mon Nov 23 05:33:00 UTC 2026",
+                "jti": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                "username": PRINCIPAL,
+            }
+        },
+    }
+)
+API_HEADERS = {
+    "x-amzn-request-context": API_CONTEXT,
+    "content-type": "application/json",
+    "anthropic-version": "2023-06-01",
+    "user-agent": "Anthropic/Python 0.70.0",
+}
+# Limits on every window, so a reservation carries its conditions, as a real tenant's does.
+TENANT_LIMITS = {
+    "requests_per_minute": 10**6,
+    "tokens_per_minute": 10**9,
+    "tokens_per_day": 10**10,
+    "usd_per_month": 10**6,
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (live and ended), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class RealGateway:
+    """The gateway as the Lambda Web Adapter starts it (uvicorn, gateway.main:app, Settings.from_env)
+    with the real DynamoDB and Kinesis adapters, pointed at its own stand-ins by AWS_ENDPOINT_URL."""
+
+    label: str
+    url: str
+    standins_url: str
+    process: subprocess.Popen
+    standins: subprocess.Popen
+    started_seconds: float  # process start until /healthz answered
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def calls(self) -> dict[str, int]:
+        import httpx
+
+        return {k: v for k, v in httpx.get(f"{self.standins_url}/_standin/calls").json().items() if "." in k}
+
+    def reset_calls(self) -> None:
+        import httpx
+
+        httpx.delete(f"{self.standins_url}/_standin/calls").raise_for_status()
+
+    def stop(self) -> None:
+        for process in (self.process, self.standins):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def lambda_environment(source: Path, bedrock_urls: dict[str, str], aws_endpoint: str) -> dict[str, str]:
+    """What the stack sets on the function (docs/ARCHITECTURE.md, Environment), for the local endpoints."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(source / "lambda_src"),
+        "GATEWAY_ENV": "bench",
+        "AWS_REGION": "us-east-1",
+        "TENANTS_TABLE": "tenants",
+        "USAGE_TABLE": "usage",
+        "AUDIT_STREAM": "audit",
+        "AUDIT_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/audit-dlq",
+        "BEDROCK_REGIONS": json.dumps({"us": list(REGIONS[:2])}),
+        "BEDROCK_ENDPOINTS": json.dumps(bedrock_urls),
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }
+
+
+def start_standins() -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench._standins"], stdout=subprocess.PIPE, cwd=ROOT, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(5)
+        raise RuntimeError(f"the AWS stand-ins failed to start (exit {process.returncode})")
+    return process, json.loads(line)["url"]
+
+
+def seed(aws_endpoint: str) -> None:
+    """The bench tenant (limits on every window) and its principal, written as the admin library writes them."""
+    import botocore.session
+    from gateway.adapters.dynamo_codec import to_item
+    from gateway.models import tenant_items
+
+    from gatewayctl.admin.principals import new_principal_item
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=aws_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    tenant = {
+        **tenant_items.tenant_key(TENANT),
+        "tenant_id": TENANT,
+        "name": "Bench",
+        "status": "active",
+        "residency": "us",
+        "allowed_models": [],
+        "limits": TENANT_LIMITS,
+        "principal_limits": {},
+        "consent_required": False,
+        "client_details": "pseudonymize",
+    }
+    principal = new_principal_item(
+        TENANT, PRINCIPAL, ["basic_user"], kind="user", consent=False, limits=None, display_name=None
+    )
+    for item in (tenant, principal):
+        client.put_item(TableName="tenants", Item=to_item(item))
+
+
+def start_real_gateway(label: str, bedrock_urls: dict[str, str], *, source: Path = ROOT) -> RealGateway:
+    """uvicorn as lambda_src/run.sh starts it (--host/--port, one worker, no access log)."""
+    standins, aws_endpoint = start_standins()
+    try:
+        seed(aws_endpoint)
+        env = lambda_environment(source, bedrock_urls, aws_endpoint)
+        for _ in range(5):  # uvicorn binds the port itself (as in Lambda); another process may take it first
+            port = free_port()
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", "1", "--no-access-log", "--timeout-keep-alive", "900",
+                    "--log-level", "warning",
+                ],
+                env=env,
+                cwd=source,
+                stdout=subprocess.DEVNULL,  # the JSON log lines are written (as in Lambda), not kept
+            )
+            url = f"http://127.0.0.1:{port}"
+            if wait_ready(f"{url}/healthz", process):
+                gateway = RealGateway(label, url, aws_endpoint, process, standins, time.perf_counter() - started)
+                return gateway
+    except BaseException:
+        standins.terminate()
+        raise
+    standins.terminate()
+    raise RuntimeError(f"gateway {label} did not become ready (exit {process.returncode})")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 90.0) -> bool:
+    """Poll `url` until it answers 200; False when the process died first (or the time ran out)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            return False
+        time.sleep(0.01)
+    process.terminate()
+    return False
+
+
+def baseline_source(ref: str) -> Path:
+    """The gateway's code at `ref` (a commit of this repository), exported once under .build/."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    target = ROOT / ".build" / f"baseline-{sha[:12]}"
+    if not (target / "lambda_src" / "gateway" / "main.py").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha, "lambda_src"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def direct_headers(region: str) -> dict[str, str]:

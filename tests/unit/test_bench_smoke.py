@@ -23,3 +23,29 @@ def test_reservation_share_finds_no_overspend_and_a_sequential_tenant_uses_nearl
         assert r["sequential_share"] > 0.9, script
         assert r["reserved_per_real"] >= 1.0, script  # a reservation is an upper bound
         assert 0 < r["admitted_of_50"] <= 50, script
+
+
+def test_the_litellm_bench_refuses_the_compromised_releases(monkeypatch) -> None:
+    from bench import litellm
+
+    monkeypatch.setattr(litellm, "install", lambda version: (_ for _ in ()).throw(AssertionError("installed")))
+    assert litellm.main(["--version", "1.82.7"]) == 2
+    assert litellm.main(["--version", "1.82.8"]) == 2
+
+
+def test_the_cost_table_adds_up_and_compares_with_the_model(monkeypatch) -> None:
+    from bench import _common, cost
+
+    written: dict[str, Any] = {}
+    monkeypatch.setattr(_common, "write_result", lambda name, data: written.update({name: data}))
+    monkeypatch.setattr(cost, "measured", lambda: {"latency_ms": 4.0})
+
+    assert cost.main(["--design", "today"]) == 0
+
+    table = written["cost"]
+    total = sum(line["usd_per_million"] for line in table["lines"])
+    assert round(total, 1) == round(table["gateway_usd_per_million"], 1)
+    # 1,000 input and 300 output tokens of Sonnet at $3 and $15 a million, 10% geographic uplift.
+    assert table["model_usd_per_million"] == 8250.0
+    assert all(line["source"].startswith("https://") for line in table["lines"])
+    assert table["share_percent"] == round(table["gateway_usd_per_million"] / 8250.0 * 100, 3)

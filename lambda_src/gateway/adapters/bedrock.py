@@ -5,16 +5,20 @@ set to bedrock-2023-05-31 (anthropic-beta values become `anthropic_beta`); the r
 unchanged, and each stream chunk's `bytes` is one Anthropic event, re-emitted as is. SDK retries are
 off: the failover loop owns retries and the time budget. botocore is blocking, so calls run on a
 dedicated thread pool (the default executor has only cpu+4 threads) and stream events cross to the
-event loop through a queue, one by one, so nothing is buffered.
+event loop as they arrive, in batches of what arrived together (BedrockEvents), so nothing is held back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import struct
 import threading
-from collections.abc import AsyncIterator
+import zlib
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -143,57 +147,205 @@ class BedrockUpstream:
         except Exception as exc:
             raise classify(exc) from None
 
-    async def stream(
+    def stream(
         self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
-    ) -> AsyncIterator[tuple[str, bytes]]:
-        payload = bedrock_body(body, beta)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        state: dict[str, Any] = {"stop": False, "stream": None}
+    ) -> BedrockEvents:
+        return BedrockEvents(self, model_id, bedrock_body(body, beta), timeout)
 
-        def put(item: tuple[str, Any]) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def pump() -> None:
-            accepted = False
-            try:
-                response = self.client.invoke_model_with_response_stream(
-                    modelId=model_id, body=payload, contentType="application/json", accept="application/json"
-                )
-                accepted = True
-                state["stream"] = response["body"]
-                for event in response["body"]:
-                    if state["stop"]:
-                        break
-                    chunk = event.get("chunk")
-                    if chunk is not None:
-                        put(("event", chunk["bytes"]))
-                put(("end", None))
-            except Exception as exc:
-                failure = classify(exc)
-                put(("error", possibly_billed(failure) if accepted else failure))
-            finally:
-                _close(state.get("stream"))
+class BedrockEvents:
+    """The events of one InvokeModelWithResponseStream, as an async iterator.
 
-        loop.run_in_executor(EXECUTOR, pump)
+    A pump thread reads the blocking botocore stream and hands events to the event loop in batches: one
+    wake-up of the loop for whatever arrived while it was busy, not one per event. `ready()` says how
+    many events are in hand, so the relay can send them in one write (the first event still goes at once).
+    The call starts on the first `__anext__`; `aclose()` stops the pump.
+    """
+
+    def __init__(self, upstream: BedrockUpstream, model_id: str, payload: bytes, timeout: float) -> None:
+        self._upstream = upstream
+        self._model_id = model_id
+        self._payload = payload
+        self._timeout = timeout
+        self._items: deque[tuple[str, Any]] = deque()  # the loop's: ("event", (type, data)), then "end"/"error"
+        self._pending: list[tuple[str, Any]] = []  # the pump's, under the lock, until the loop takes them
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline = 0.0
+        self._stop = False
+        self._done = False
+        self._body: Any = None
+
+    def __aiter__(self) -> BedrockEvents:
+        return self
+
+    def ready(self) -> int:
+        """Events in hand: `__anext__` returns that many without waiting."""
+        n = len(self._items)
+        return n - 1 if n and self._items[-1][0] != "event" else n
+
+    async def __anext__(self) -> tuple[str, bytes]:
+        if self._done:
+            raise StopAsyncIteration
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._deadline = self._loop.time() + self._timeout
+            self._loop.run_in_executor(EXECUTOR, self._pump)
+        if not self._items:
+            await self._wait()
+        kind, value = self._items.popleft()
+        if kind == "event":
+            return value
+        self._finish()
+        if kind == "end":
+            raise StopAsyncIteration
+        raise value
+
+    async def aclose(self) -> None:
+        # The consumer stopped (done, failed over, or the client went away): stop the pump thread.
+        self._finish()
+
+    async def _wait(self) -> None:
+        assert self._loop is not None
+        self._waiter = self._loop.create_future()
         try:
-            while True:
-                remaining = deadline - loop.time()
-                try:
-                    kind, value = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
-                except TimeoutError:
-                    raise timed_out("the Bedrock stream timed out") from None
-                if kind == "event":
-                    yield event_type(value), value
-                elif kind == "end":
-                    return
-                else:
-                    raise value
+            async with asyncio.timeout_at(self._deadline):
+                await self._waiter
+        except TimeoutError:
+            self._finish()
+            raise timed_out("the Bedrock stream timed out") from None
         finally:
-            # The consumer stopped (done, failed over, or the client went away): stop the pump thread.
-            state["stop"] = True
-            _close(state.get("stream"))
+            self._waiter = None
+
+    def _finish(self) -> None:
+        self._done = True
+        self._stop = True
+        _close(self._body)
+
+    # -- the pump thread ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        accepted = False
+        try:
+            response = self._upstream.client.invoke_model_with_response_stream(
+                modelId=self._model_id, body=self._payload, contentType="application/json", accept="application/json"
+            )
+            accepted = True
+            self._body = response["body"]
+            for batch in _event_batches(self._body):
+                if self._stop:
+                    break
+                self._put(batch)
+            self._put([("end", None)])
+        except Exception as exc:
+            failure = classify(exc)
+            self._put([("error", possibly_billed(failure) if accepted else failure)])
+        finally:
+            _close(self._body)
+
+    def _put(self, items: list[tuple[str, Any]]) -> None:
+        with self._lock:
+            self._pending.extend(items)
+            if self._scheduled:  # the loop has not taken the last ones yet: they go together
+                return
+            self._scheduled = True
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed (shutdown): nobody is waiting
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._pending = self._pending, []
+            self._scheduled = False
+        self._items.extend(items)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+_OPERATION = "InvokeModelWithResponseStream"
+# Header value sizes of the event-stream encoding by type (6 bytes and 7 string carry a 2-byte length).
+_HEADER_SIZES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
+
+
+def _event_batches(body: Any) -> Iterator[list[tuple[str, Any]]]:
+    """The chunks' Anthropic events, one list per read from the connection.
+
+    botocore's EventStream is decoded here from its raw bytes: botocore's generic decoder and shape
+    parser cost more CPU per event than the rest of the relay. Same checks (both CRCs) and the same
+    errors: an exception message raises botocore's EventStreamError with its code and message. Any
+    other iterable of events (tests' fakes) is read as botocore's events are."""
+    raw = getattr(body, "_raw_stream", None)
+    if raw is None:
+        for event in body:
+            chunk = event.get("chunk")
+            if chunk is not None:
+                yield [("event", (event_type(chunk["bytes"]), chunk["bytes"]))]
+        return
+    buffer = b""
+    for data in raw.stream():
+        buffer += data
+        batch: list[tuple[str, Any]] = []
+        while len(buffer) >= 12:
+            total, headers_length, prelude_crc = struct.unpack_from(">III", buffer)
+            if len(buffer) < total:
+                break
+            message, buffer = buffer[:total], buffer[total:]
+            (message_crc,) = struct.unpack(">I", message[-4:])
+            if zlib.crc32(message[:8]) != prelude_crc or zlib.crc32(message[:-4]) != message_crc:
+                raise EventStreamChecksumError("event-stream message checksum mismatch")
+            headers = _headers(message, 12, 12 + headers_length)
+            payload = message[12 + headers_length : -4]
+            kind = headers.get(":message-type")
+            if kind == "event":
+                if headers.get(":event-type") == "chunk":
+                    chunk = base64.b64decode(json.loads(payload)["bytes"])
+                    batch.append(("event", (event_type(chunk), chunk)))
+                continue
+            if batch:  # what came before the failure is relayed first
+                yield batch
+            raise _stream_error(kind, headers, payload)
+        if batch:
+            yield batch
+
+
+class EventStreamChecksumError(Exception):
+    pass
+
+
+def _headers(message: bytes, start: int, end: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    i = start
+    while i < end:
+        length = message[i]
+        name = message[i + 1 : i + 1 + length].decode()
+        i += 1 + length
+        kind = message[i]
+        i += 1
+        if kind in (6, 7):
+            size = struct.unpack_from(">H", message, i)[0]
+            if kind == 7:
+                out[name] = message[i + 2 : i + 2 + size].decode()
+            i += 2 + size
+        else:
+            i += _HEADER_SIZES[kind]
+    return out
+
+
+def _stream_error(kind: Any, headers: dict[str, str], payload: bytes) -> Exception:
+    from botocore.exceptions import EventStreamError
+
+    if kind == "exception":
+        code = headers.get(":exception-type", "")
+        try:
+            parsed = json.loads(payload) if payload else {}
+        except ValueError:
+            parsed = {}
+        message = str(parsed.get("message") or parsed.get("Message") or "") if isinstance(parsed, dict) else ""
+    else:  # "error"
+        code, message = headers.get(":error-code", ""), headers.get(":error-message", "")
+    return EventStreamError({"Error": {"Code": code, "Message": message}}, _OPERATION)
 
 
 def _close(stream: Any) -> None:

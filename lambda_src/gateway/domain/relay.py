@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
@@ -19,6 +19,13 @@ from gateway.domain.failover import OpenedStream, UpstreamFailure, aclose_quietl
 from gateway.domain.request_end import RequestEnd
 from gateway.domain.sse import StreamTracker, error_frame, frame
 from gateway.observability import log
+
+# Events that arrived together go out in one write, up to this many (the client still sees each as it came).
+MAX_EVENTS_PER_WRITE = 256
+
+
+def _none() -> int:
+    return 0
 
 
 class Relay:
@@ -36,24 +43,39 @@ class Relay:
         self.end.before_finish = None
         tracker = StreamTracker()
         self.end.streaming()
+        rest = self.opened.rest
+        # Upstreams that know how many events they hold (Bedrock's) let the relay send those in one write.
+        ready: Callable[[], int] = getattr(rest, "ready", None) or _none
         try:
             event, data = self.opened.first
             framed = frame(event, data)
             tracker.observe(event, data, framed)
             self.end.exchange.first_byte_at = time.time()
-            yield framed
+            yield framed  # the first event alone, at once
             while True:
-                try:
-                    # Anthropic streams send pings; a silence this long is a stuck upstream, not a slow one.
-                    async with asyncio.timeout(self.idle_timeout_seconds):
-                        event, data = await self.opened.rest.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise timed_out("the upstream stream stalled") from None
+                if ready():
+                    event, data = await rest.__anext__()
+                else:
+                    try:
+                        # Anthropic streams send pings; a silence this long is a stuck upstream, not a slow one.
+                        async with asyncio.timeout(self.idle_timeout_seconds):
+                            event, data = await rest.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise timed_out("the upstream stream stalled") from None
                 framed = frame(event, data)
                 tracker.observe(event, data, framed)
-                yield framed
+                if not ready():
+                    yield framed
+                    continue
+                frames = [framed]
+                while ready() and len(frames) < MAX_EVENTS_PER_WRITE:
+                    event, data = await rest.__anext__()  # in hand: returns without waiting
+                    framed = frame(event, data)
+                    tracker.observe(event, data, framed)
+                    frames.append(framed)
+                yield b"".join(frames)
             if not tracker.completed:
                 raise UpstreamFailure("next", 502, "api_error", "the upstream stream ended before message_stop")
         except Exception as exc:  # after the first byte no failover: end with an Anthropic error event
