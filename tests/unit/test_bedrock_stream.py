@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.eventstream import ChecksumMismatch
 from botocore.exceptions import EventStreamError
-from gateway.adapters.bedrock import BedrockUpstream, EventStreamChecksumError, _event_batches
+from gateway.adapters.bedrock import BedrockUpstream, _event_batches
 
 from gatewayctl.local.eventstream import chunk_event, exception_event
 from tests.unit.runtime_fakes import settings
@@ -68,7 +69,7 @@ def test_an_exception_message_raises_botocores_error_after_the_events_before_it(
 def test_a_corrupted_message_is_refused() -> None:
     raw = bytearray(encoded(EVENTS[:1]))
     raw[-10] ^= 0xFF
-    with pytest.raises(EventStreamChecksumError):
+    with pytest.raises(ChecksumMismatch):
         list(_event_batches(Body([bytes(raw)])))
 
 

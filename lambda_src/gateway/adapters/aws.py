@@ -1,10 +1,8 @@
-"""AWS clients for the adapters, made once per container.
+"""botocore clients for the adapters, made once per container.
 
 botocore rather than boto3: the resource layer is never used and its import costs cold start.
-DynamoDB and Kinesis, called on every request, get the lean JSON-protocol client (aws_json.py):
-botocore's interface and errors at a third of its CPU per call. Endpoints come from botocore's own
-configuration (`AWS_ENDPOINT_URL` points every client at the moto server in the local stack and the
-tests), so no adapter knows where it runs.
+Endpoints come from botocore's own configuration (`AWS_ENDPOINT_URL` points every client at the moto
+server in the local stack and the tests), so no adapter knows where it runs.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from functools import cache
 from typing import Any
 
 _lock = threading.Lock()
-# Called on every request: the lean client (aws_json.py) rather than botocore's.
-JSON_SERVICES = ("dynamodb", "kinesis")
 
 
 @cache
@@ -27,30 +23,10 @@ def _session() -> Any:
 
 
 def client(service: str, region: str, *, endpoint_url: str | None = None, **config: Any) -> Any:
-    """A client; `config` as botocore.config.Config takes it (timeouts, retries, pool size). DynamoDB and
-    Kinesis get the lean JSON-protocol client (aws_json.py), with the same methods, retries and errors."""
-    options = {"retries": {"max_attempts": 2, "mode": "standard"}, "max_pool_connections": 64, **config}
-    if service in JSON_SERVICES:
-        from gateway.adapters.aws_json import JsonClient
-
-        retries = options["retries"]
-        return JsonClient(
-            service,
-            region,
-            credentials=credentials(),
-            endpoint_url=endpoint_url,
-            connect_timeout=options.get("connect_timeout", 60),
-            read_timeout=options.get("read_timeout", 60),
-            # botocore's max_attempts counts retries; total_max_attempts counts the first try too.
-            max_attempts=retries.get("total_max_attempts") or retries.get("max_attempts", 2) + 1,
-            max_pool_connections=options["max_pool_connections"],
-        )
-    return botocore_client(service, region, endpoint_url=endpoint_url, **options)
-
-
-def botocore_client(service: str, region: str, *, endpoint_url: str | None = None, **options: Any) -> Any:
+    """A botocore client; `config` goes to botocore.config.Config (timeouts, retries, pool size)."""
     from botocore.config import Config
 
+    options = {"retries": {"max_attempts": 2, "mode": "standard"}, "max_pool_connections": 64, **config}
     # Creating clients from one session is not thread safe; adapters may build theirs lazily in threads.
     with _lock:
         return _session().create_client(

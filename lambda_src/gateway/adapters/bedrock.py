@@ -14,9 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
-import struct
 import threading
-import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -265,17 +263,17 @@ class BedrockEvents:
 
 
 _OPERATION = "InvokeModelWithResponseStream"
-# Header value sizes of the event-stream encoding by type (6 bytes and 7 string carry a 2-byte length).
-_HEADER_SIZES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 
 
 def _event_batches(body: Any) -> Iterator[list[tuple[str, Any]]]:
     """The chunks' Anthropic events, one list per read from the connection.
 
-    botocore's EventStream is decoded here from its raw bytes: botocore's generic decoder and shape
-    parser cost more CPU per event than the rest of the relay. Same checks (both CRCs) and the same
-    errors: an exception message raises botocore's EventStreamError with its code and message. Any
-    other iterable of events (tests' fakes) is read as botocore's events are."""
+    The connection's bytes go through botocore's own event-stream decoder (EventStreamBuffer: framing
+    and both CRCs) but not its shape parser, which costs more CPU per event than the rest of the relay;
+    an exception message raises botocore's EventStreamError with its code and message, as botocore's
+    EventStream would. Any other iterable of events (tests' fakes) is read as botocore's events are."""
+    from botocore.eventstream import EventStreamBuffer
+
     raw = getattr(body, "_raw_stream", None)
     if raw is None:
         for event in body:
@@ -283,54 +281,23 @@ def _event_batches(body: Any) -> Iterator[list[tuple[str, Any]]]:
             if chunk is not None:
                 yield [("event", (event_type(chunk["bytes"]), chunk["bytes"]))]
         return
-    buffer = b""
+    decoder = EventStreamBuffer()
     for data in raw.stream():
-        buffer += data
+        decoder.add_data(data)
         batch: list[tuple[str, Any]] = []
-        while len(buffer) >= 12:
-            total, headers_length, prelude_crc = struct.unpack_from(">III", buffer)
-            if len(buffer) < total:
-                break
-            message, buffer = buffer[:total], buffer[total:]
-            (message_crc,) = struct.unpack(">I", message[-4:])
-            if zlib.crc32(message[:8]) != prelude_crc or zlib.crc32(message[:-4]) != message_crc:
-                raise EventStreamChecksumError("event-stream message checksum mismatch")
-            headers = _headers(message, 12, 12 + headers_length)
-            payload = message[12 + headers_length : -4]
+        for message in decoder:
+            headers = message.headers
             kind = headers.get(":message-type")
             if kind == "event":
                 if headers.get(":event-type") == "chunk":
-                    chunk = base64.b64decode(json.loads(payload)["bytes"])
+                    chunk = base64.b64decode(json.loads(message.payload)["bytes"])
                     batch.append(("event", (event_type(chunk), chunk)))
                 continue
             if batch:  # what came before the failure is relayed first
                 yield batch
-            raise _stream_error(kind, headers, payload)
+            raise _stream_error(kind, headers, message.payload)
         if batch:
             yield batch
-
-
-class EventStreamChecksumError(Exception):
-    pass
-
-
-def _headers(message: bytes, start: int, end: int) -> dict[str, str]:
-    out: dict[str, str] = {}
-    i = start
-    while i < end:
-        length = message[i]
-        name = message[i + 1 : i + 1 + length].decode()
-        i += 1 + length
-        kind = message[i]
-        i += 1
-        if kind in (6, 7):
-            size = struct.unpack_from(">H", message, i)[0]
-            if kind == 7:
-                out[name] = message[i + 2 : i + 2 + size].decode()
-            i += 2 + size
-        else:
-            i += _HEADER_SIZES[kind]
-    return out
 
 
 def _stream_error(kind: Any, headers: dict[str, str], payload: bytes) -> Exception:

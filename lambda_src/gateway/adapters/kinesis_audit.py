@@ -23,7 +23,6 @@ from typing import Any
 
 from gateway import observability
 from gateway.adapters.aws import client
-from gateway.adapters.aws_json import JsonClient
 from gateway.domain.errors import ServiceUnavailableError
 from gateway.models.audit import AuditRecord
 from gateway.models.exchange import Exchange
@@ -100,7 +99,7 @@ class KinesisAuditSink:
     async def record_request(self, exchange: Exchange) -> None:
         record = AuditRecord.from_exchange(exchange, "request")
         try:
-            await self._put(record)
+            await asyncio.to_thread(self._put, record)
         except Exception as exc:  # any failure to write means: do not call the model
             log.error("audit request record not written (request %s): %r", record.request_id, exc)
             self._unrecorded.add(exchange.event_id)
@@ -133,7 +132,7 @@ class KinesisAuditSink:
         for attempt, delay in enumerate((*self._retry_delays, None)):
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self._put(record)
+                    await asyncio.to_thread(self._put, record)
                 return
             except TimeoutError:
                 log.warning("audit %s record: stream attempts out of time", record.event_type)
@@ -150,17 +149,12 @@ class KinesisAuditSink:
             await self._sleep(pause)
         await self._dead_letter(record)
 
-    async def _put(self, record: AuditRecord) -> None:
-        params = {
-            "StreamName": self._settings.audit_stream,
-            "Data": (record.to_json() + "\n").encode(),
-            "PartitionKey": record.tenant_id,
-        }
-        kinesis = self.kinesis
-        if isinstance(kinesis, JsonClient):  # on the loop: a thread hop would cost more than the put
-            await kinesis.acall("PutRecord", params)
-        else:  # a botocore client (or a test's) blocks: off the loop
-            await asyncio.to_thread(kinesis.put_record, **params)
+    def _put(self, record: AuditRecord) -> None:
+        self.kinesis.put_record(
+            StreamName=self._settings.audit_stream,
+            Data=(record.to_json() + "\n").encode(),
+            PartitionKey=record.tenant_id,
+        )
 
     async def _dead_letter(self, record: AuditRecord) -> None:
         body = record.to_json()
