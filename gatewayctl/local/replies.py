@@ -4,7 +4,9 @@ Usage is realistic enough for quota and cost tests: input tokens from the body s
 per token, as English text averages), output tokens one per word of the reply. max_tokens is
 honoured (the reply is cut, stop_reason "max_tokens"), so are stop_sequences (the reply ends
 before the first word that contains one, stop_reason "stop_sequence"), and a request that offers
-tools and asks for one ("use the tool", "call <name>", "use <name>") gets a tool_use reply.
+tools and asks for one ("use the tool", "call <name>", "use <name>") gets a tool_use reply. A request
+with thinking on (`enabled` or `adaptive`) gets a thinking block first, with a signature, as the
+Messages API returns it (https://platform.claude.com/docs/en/build-with-claude/extended-thinking).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ class Reply:
     stop_reason: str
     input_tokens: int
     stop_sequence: str | None = None
+    thinking: str | None = None  # the thinking block's text, when the request turned thinking on
 
     @property
     def output_tokens(self) -> int:
         tool_tokens = len(json.dumps(self.tool_use["input"])) // 4 + 10 if self.tool_use else 0
-        return max(1, len(self.words) + tool_tokens)
+        thinking_tokens = len(self.thinking.split()) if self.thinking else 0
+        return max(1, len(self.words) + tool_tokens + thinking_tokens)
 
     @property
     def text(self) -> str:
@@ -45,8 +49,14 @@ class Reply:
             "output_tokens": self.output_tokens,
         }
 
+    @property
+    def signature(self) -> str:
+        return "emu-signature-" + self.message_id
+
     def content(self) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
+        if self.thinking:
+            blocks.append({"type": "thinking", "thinking": self.thinking, "signature": self.signature})
         if self.words:
             blocks.append({"type": "text", "text": self.text})
         if self.tool_use:
@@ -71,21 +81,31 @@ class Reply:
         start["usage"] = {**self.usage(), "output_tokens": 1}
         events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
         index = 0
+        if self.thinking:
+            thinking_delta = {"type": "thinking_delta", "thinking": self.thinking}
+            signature_delta = {"type": "signature_delta", "signature": self.signature}
+            events += [
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+                {"type": "content_block_delta", "index": 0, "delta": thinking_delta},
+                {"type": "content_block_delta", "index": 0, "delta": signature_delta},
+                {"type": "content_block_stop", "index": 0},
+            ]
+            index = 1
         if self.words:
             events.append(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
             )
             for i, word in enumerate(self.words):
                 piece = word if i == 0 else " " + word
                 events.append(
                     {
                         "type": "content_block_delta",
-                        "index": 0,
+                        "index": index,
                         "delta": {"type": "text_delta", "text": piece},
                     }
                 )
-            events.append({"type": "content_block_stop", "index": 0})
-            index = 1
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
         if self.tool_use:
             events.append(
                 {
@@ -142,14 +162,12 @@ def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
             "type": "tool_use",
             "id": "toolu_emu" + digest[:20],
             "name": tool["name"],
-            "input": _example_input(tool.get("input_schema") or {}),
+            "input": _example_input(tool.get("input_schema") or {}, prompt),
         }
         stop_reason = "tool_use"
     stop_sequence = None
     for i, word in enumerate(words):
-        hit = next(
-            (s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s and s in word), None
-        )
+        hit = next((s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s and s in word), None)
         if hit is not None:
             words, tool_use, stop_reason, stop_sequence = words[:i], None, "stop_sequence", hit
             break
@@ -163,7 +181,15 @@ def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:
         stop_reason=stop_reason,
         input_tokens=input_tokens(body, raw_size),
         stop_sequence=stop_sequence,
+        thinking=_thinking(body, prompt),
     )
+
+
+def _thinking(body: dict[str, Any], prompt: str) -> str | None:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return None
+    return "Emulated thinking about: " + " ".join(prompt.split()[:8]) if prompt else "Emulated thinking."
 
 
 def input_tokens(body: dict[str, Any], raw_size: int) -> int:
@@ -198,9 +224,7 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return " ".join(
-                b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
-            )
+            return " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
     return ""
 
 
@@ -217,7 +241,19 @@ def _requested_tool(tools: list[Any], prompt: str) -> dict[str, Any] | None:
     return None
 
 
-def _example_input(schema: dict[str, Any]) -> dict[str, Any]:
+def _example_input(schema: dict[str, Any], prompt: str = "") -> dict[str, Any]:
+    """An input that fits the tool's schema; a path-like word in the prompt fills a path or file field."""
     examples = {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
-    props = schema.get("properties") or {}
-    return {name: examples.get((spec or {}).get("type", "string"), "example") for name, spec in props.items()}
+    paths = re.findall(r"/[\w./-]+\.\w+", prompt)  # absolute paths, as file tools take them
+    path = paths[-1] if paths else None
+    out = {}
+    properties = schema.get("properties") or {}
+    required = schema.get("required")
+    for name, spec in properties.items():
+        if isinstance(required, list) and name not in required:
+            continue
+        kind = (spec or {}).get("type", "string")
+        out[name] = (
+            path if path and kind == "string" and ("path" in name or "file" in name) else examples.get(kind, "example")
+        )
+    return out
