@@ -197,3 +197,11 @@ def test_emf_with_dimensions_keeps_the_environment_only_series() -> None:
     dimensions = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert dimensions == [["Environment"], ["Environment", "provider", "region"]]
     assert (line["provider"], line["region"], line["UpstreamErrors"]) == ("bedrock", "us-east-1", 1)
+
+
+async def test_a_flag_a_wire_refuses_for_one_model_is_dropped_for_that_model_only() -> None:
+    from gateway.domain import betas
+
+    flag = "thinking-binding-controls-2026-08-01"
+    assert betas.split("bedrock-invoke", (flag,), "claude-sonnet-4-5") == ((), (flag,))
+    assert betas.split("bedrock-invoke", (flag,), "claude-sonnet-4-6") == ((flag,), ())

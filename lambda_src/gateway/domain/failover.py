@@ -187,7 +187,7 @@ class FailoverChain:
         for position, (up, model_id) in enumerate(candidates):
             key = breaker_key(up.provider, up.region, model_id)
             # Flags this upstream does not accept are dropped for it (and reported), never a 400.
-            flags, exchange.dropped_betas = betas.split(up.wire, beta)
+            flags, exchange.dropped_betas = betas.split(up.wire, beta, entry.alias)
             retried = False
             while True:
                 remaining = deadline - self.clock()
