@@ -29,9 +29,13 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"claude-gateway: {exc}")
     from stacks.composition import build
+    from stacks.config import ConfigError
     from stacks.nag import apply_checks
 
-    build(app, config)
+    try:
+        build(app, config)  # what only the stacks can check (the function's environment size)
+    except ConfigError as exc:
+        sys.exit(f"claude-gateway: {exc}")
     apply_checks(app)
     app.synth()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from gateway.domain.catalog import Catalog, load_catalog
 from gateway.models.catalog import RESIDENCIES
 
 from stacks.definitions import CLI_CALLBACK_URL, CLI_LOGOUT_URL
@@ -141,6 +142,9 @@ class EnvironmentConfig:
     reserved_concurrency: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     anthropic_api: AnthropicApi | None = None
+    # This environment's changes to the model catalog, `{"models": {alias: {...} | None}}` (docs/models.md):
+    # loaded at synthesis with the runtime's loader, and given to the function as CATALOG_OVERRIDES.
+    catalog_overrides: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -162,6 +166,17 @@ class EnvironmentConfig:
     @property
     def people_logout_urls(self) -> tuple[str, ...]:
         return (CLI_LOGOUT_URL, *(u for u in self.logout_urls if u != CLI_LOGOUT_URL))
+
+    @property
+    def catalog_overrides_json(self) -> str | None:
+        """CATALOG_OVERRIDES: compact, with sorted keys so that the same overrides always synthesize alike."""
+        if not self.catalog_overrides:
+            return None
+        return json.dumps(self.catalog_overrides, separators=(",", ":"), sort_keys=True)
+
+    def catalog(self) -> Catalog:
+        """The model catalog this environment serves: the base catalog with its overrides."""
+        return load_catalog(None, self.catalog_overrides_json)
 
     def bedrock_regions(self) -> dict[str, list[str]]:
         return {r: list(u.bedrock_regions) for r, u in self.upstreams.items()}
@@ -256,6 +271,17 @@ class EnvironmentConfig:
             bad("reserved_concurrency", "at least 1, or None")
         if self.anthropic_api is not None:
             self._validate_anthropic_api(self.anthropic_api, bad)
+        if self.catalog_overrides is not None:
+            self._validate_catalog_overrides(bad)
+
+    def _validate_catalog_overrides(self, bad: Callable[[str, str], None]) -> None:
+        # The runtime's own loader: what fails here would fail the function's first request.
+        try:
+            self.catalog()
+        except TypeError as exc:  # from json.dumps: only a site's JSON or plain Python data will do
+            bad("catalog_overrides", f"must be JSON data ({exc})")
+        except ValueError as exc:
+            bad("catalog_overrides", str(exc))
 
     @staticmethod
     def _validate_anthropic_api(api: AnthropicApi, bad: Callable[[str, str], None]) -> None:
@@ -344,6 +370,10 @@ SITE_SETTINGS: Mapping[str, str] = MappingProxyType(
         "anthropic_api": (
             'the Claude API as a third provider after Vertex: {"secret_arn", "residencies", "base_url", '
             '"workspace_id"} (an existing Secrets Manager secret, full ARN), or null (the default: off)'
+        ),
+        "catalog_overrides": (
+            'changes to the model catalog: {"models": {alias: {fields to change} | null}} (docs/models.md); '
+            "per alias, they replace the repository's overrides for this environment"
         ),
     }
 )
@@ -447,6 +477,12 @@ def load(name: str | None, site: Mapping[str, Any] | None = None) -> Environment
     ]
     kwargs = dict(definition.settings)
     kwargs.update(_from_site(site, kwargs["upstreams"], problems.append))
+    if "catalog_overrides" in site and site["catalog_overrides"] is not None:
+        combined = _combined_overrides(definition.settings.get("catalog_overrides"), site["catalog_overrides"])
+        if combined is None:
+            problems.append('catalog_overrides: an object {"models": {alias: object or null}}')
+        else:
+            kwargs["catalog_overrides"] = combined
     try:
         config = EnvironmentConfig(**kwargs)
     except ConfigError as exc:  # the values given: reported together with what is missing
@@ -456,6 +492,16 @@ def load(name: str | None, site: Mapping[str, Any] | None = None) -> Environment
     if problems:
         raise ConfigError("\n".join(f"environment {name!r}: {p}" for p in problems))
     return config
+
+
+def _combined_overrides(base: Mapping[str, Any] | None, site: Any) -> dict[str, Any] | None:
+    """The repository's overrides with a site's on top, alias by alias (a site's entry replaces the
+    repository's for that alias whole); None when the site's value is not an object of that shape.
+    Everything else is checked by the catalog loader, in EnvironmentConfig."""
+    if not isinstance(site, Mapping) or not isinstance(site.get("models", {}), Mapping):
+        return None
+    base = dict(base or {})
+    return {**base, **site, "models": {**(base.get("models") or {}), **site.get("models", {})}}
 
 
 def _from_site(site: Mapping[str, Any], upstreams: Mapping[str, Upstreams], fail: Callable[[str], None]) -> dict:

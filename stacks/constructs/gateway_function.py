@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -16,7 +17,7 @@ from constructs import Construct
 from gateway.domain.catalog import load_catalog
 
 from stacks.bundling import LAMBDA_SRC, gateway_code
-from stacks.config import LWA_LAYER_ACCOUNT, LWA_LAYER_VERSION, EnvironmentConfig
+from stacks.config import LWA_LAYER_ACCOUNT, LWA_LAYER_VERSION, ConfigError, EnvironmentConfig
 from stacks.constructs.common import log_group
 from stacks.definitions import TENANTS
 from stacks.nag import acknowledge_compliance, suppress
@@ -55,8 +56,9 @@ PROFILE_DESTINATIONS: dict[str, tuple[str, ...]] = {
 def bedrock_resources_by_residency(
     config: EnvironmentConfig, *, account: str, partition: str = "aws", catalog_path: Path = CATALOG
 ) -> dict[str, tuple[list[str], list[str]]]:
-    """residency -> (inference-profile ARNs, foundation-model ARNs): what the catalog serves there."""
-    catalog = load_catalog(str(catalog_path))
+    """residency -> (inference-profile ARNs, foundation-model ARNs): what the environment's catalog (the
+    base catalog with its overrides: a disabled model is not granted, an added one is) serves there."""
+    catalog = load_catalog(str(catalog_path), config.catalog_overrides_json)
     out: dict[str, tuple[list[str], list[str]]] = {}
     for residency, upstream in config.upstreams.items():
         profiles: set[str] = set()
@@ -66,17 +68,32 @@ def bedrock_resources_by_residency(
             model_id = entry.bedrock_model_id
             if profile is None or model_id is None or entry.lifecycle.status == "retired":
                 continue
-            for region in upstream.bedrock_regions:
-                profiles.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{profile}")
+            if profile.startswith("arn:"):
+                # An application inference profile (an override): one ARN in its own region, routing where the
+                # system profile it was copied from routes, which synthesis cannot see: the residency's regions.
+                profiles.add(profile)
+                region = profile.split(":")[3]
                 models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
-            prefix = profile.split(".", 1)[0]
+                prefix = residency
+            else:
+                for region in upstream.bedrock_regions:
+                    profiles.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{profile}")
+                prefix = profile.split(".", 1)[0]
+            for region in upstream.bedrock_regions:
+                models.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
             if prefix == "global":
                 # Global profiles route to any commercial region; AWS documents the region-less model ARN.
                 models.add(f"arn:{partition}:bedrock:::foundation-model/{model_id}")
-            else:
+            elif prefix in PROFILE_DESTINATIONS:
                 models.update(
                     f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}"
                     for region in PROFILE_DESTINATIONS[prefix]
+                )
+            else:
+                raise ConfigError(
+                    f"environment {config.name!r}: catalog_overrides: {entry.alias}: bedrock.profiles.{residency}: "
+                    f"{profile!r} has no known destination regions "
+                    f"(prefixes: global, {', '.join(PROFILE_DESTINATIONS)})"
                 )
         out[residency] = (sorted(profiles), sorted(models))
     return out
@@ -94,6 +111,32 @@ def bedrock_resources(
         profiles.update(p)
         models.update(m)
     return sorted(profiles), sorted(models)
+
+
+# Lambda refuses environment variables over 4 KB, measured as their compact JSON object (quotes and escapes
+# included): https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-deployment.html, and the string
+# Lambda reports it measured in https://github.com/github-aws-runners/terraform-aws-github-runner/issues/3594.
+LAMBDA_ENVIRONMENT_LIMIT = 4096
+# A value still unresolved at synthesis (table, stream and queue names) counted at the longest it resolves to:
+# the DLQ's URL, `https://sqs.<region>.amazonaws.com/<account>/` and a generated queue name of at most 80.
+_UNRESOLVED_BOUND = 160
+
+
+def environment_size(variables: Mapping[str, str]) -> int:
+    """The bytes Lambda counts for these variables, unresolved values at their bound."""
+    sized = {k: "x" * _UNRESOLVED_BOUND if Token.is_unresolved(v) else v for k, v in variables.items()}
+    return len(json.dumps(sized, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_environment_size(env: str, variables: Mapping[str, str]) -> None:
+    size = environment_size(variables)
+    if size > LAMBDA_ENVIRONMENT_LIMIT:
+        overrides = environment_size({"CATALOG_OVERRIDES": variables.get("CATALOG_OVERRIDES", "")}) - 2
+        raise ConfigError(
+            f"environment {env!r}: the gateway function's environment variables take {size} bytes, over Lambda's "
+            f"{LAMBDA_ENVIRONMENT_LIMIT}-byte limit; catalog_overrides (CATALOG_OVERRIDES) takes {overrides} of "
+            "them: keep overrides to the fields that change (docs/models.md)"
+        )
 
 
 # IAM's managed policy document limit is 6,144 characters. Counted here with the partition and account
@@ -176,6 +219,9 @@ class GatewayFunction(Construct):
         # Identity credentials: nothing more to grant on the AWS side (roles/logging.logWriter is granted in
         # Google Cloud, docs/environments.md). Config validation guarantees Vertex is configured.
         environment["AUDIT_MIRROR_CLOUD_LOGGING"] = "true" if config.audit_mirror_cloud_logging else "false"
+        if config.catalog_overrides_json:
+            environment["CATALOG_OVERRIDES"] = config.catalog_overrides_json
+        check_environment_size(config.name, environment)
 
         self.function = lambda_.Function(
             self,

@@ -34,6 +34,9 @@ _MODEL_KEYS = {
     "alias", "anthropic_ids", "tier", "prices", "bedrock", "vertex", "max_output_tokens", "context_window",
     "lifecycle", "regional_uplift", "source", "sources", "unverified", "line", "note", "max_image_tokens",
 }  # fmt: skip
+_BEDROCK_KEYS = frozenset({"api", "model_id", "profiles"})
+_VERTEX_KEYS = frozenset({"model_id", "regions"})
+_LIFECYCLE_KEYS = frozenset({"status", "end_of_life", "replacement", "platform", "source", "note"})
 
 
 class Catalog:
@@ -43,14 +46,21 @@ class Catalog:
         self._by_id: dict[str, CatalogEntry] = {}
         for entry in entries:
             for model_id in entry.ids:
-                if model_id in self._by_id and self._by_id[model_id] is not entry:
-                    raise ValueError(f"catalog: model id {model_id!r} names two entries")
+                other = self._by_id.get(model_id)
+                if other is not None and other is not entry:
+                    raise ValueError(
+                        f"catalog: model id {model_id!r} names two entries: {other.alias} "
+                        f"({_field_of(other, model_id)}) and {entry.alias} ({_field_of(entry, model_id)})"
+                    )
                 self._by_id[model_id] = entry
         by_alias = {e.alias for e in entries}
         for entry in entries:
             replacement = entry.lifecycle.replacement
             if replacement is not None and replacement not in by_alias:
-                raise ValueError(f"catalog: {entry.alias}: replacement {replacement!r} is not in the catalog")
+                raise ValueError(
+                    f"catalog: {entry.alias}: lifecycle.replacement {replacement!r} is not in the catalog "
+                    "(or is disabled)"
+                )
 
     def resolve(self, model: str) -> CatalogEntry | None:
         return self._by_id.get(model)
@@ -59,6 +69,18 @@ class Catalog:
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
         entries = [_entry(raw) for raw in data["models"] if not raw.get("disabled")]
         return cls(entries, geo_uplift=float(data["regional_uplift"]))
+
+
+def _field_of(entry: CatalogEntry, model_id: str) -> str:
+    """Which field of an entry holds one of its ids (for messages)."""
+    fields = {
+        "alias": (entry.alias,),
+        "anthropic_ids": entry.anthropic_ids,
+        **{f"bedrock.profiles.{r}": (p,) for r, p in entry.bedrock_profiles.items()},
+        "bedrock.model_id": (entry.bedrock_model_id,),
+        "vertex.model_id": (entry.vertex_model_id,),
+    }
+    return next((name for name, values in fields.items() if model_id in values), "id")
 
 
 def merged(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -109,9 +131,20 @@ def _entry(raw: Mapping[str, Any]) -> CatalogEntry:
         raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
     if raw.get("tier") not in TIERS:
         raise ValueError(f"{where}: unknown tier {raw.get('tier')!r}; known: {list(TIERS)}")
-    bedrock = raw.get("bedrock") or {}
-    vertex = raw.get("vertex") or {}
+    bedrock = _object(raw, "bedrock", where, _BEDROCK_KEYS)
+    vertex = _object(raw, "vertex", where, _VERTEX_KEYS)
+    if not isinstance(bedrock.get("profiles") or {}, Mapping):
+        raise ValueError(f"{where}: bedrock.profiles must map residencies to profile ids")
     profiles = dict(bedrock.get("profiles") or {})
+    for name, value in (
+        *((f"bedrock.profiles.{r}", p) for r, p in profiles.items()),
+        ("bedrock.model_id", bedrock.get("model_id")),
+        ("vertex.model_id", vertex.get("model_id")),
+    ):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{where}: {name} must be a model id, not {value!r}")
+    _strings(vertex, "regions", f"{where}: vertex.regions")
+    _strings(raw, "anthropic_ids", f"{where}: anthropic_ids")
     unknown_res = set(profiles) - set(RESIDENCIES)
     if unknown_res:
         raise ValueError(f"{where}: unknown residencies {sorted(unknown_res)}; known: {list(RESIDENCIES)}")
@@ -139,6 +172,26 @@ def _entry(raw: Mapping[str, Any]) -> CatalogEntry:
     )
 
 
+def _object(raw: Mapping[str, Any], key: str, where: str, known: frozenset[str]) -> dict[str, Any]:
+    """An optional nested object: absent or null is empty; a non-object or an unknown field (an override's
+    typo would otherwise change nothing) is refused by name."""
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: {key} must be an object, not {value!r}")
+    unknown = set(value) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(f'{key}.{u}' for u in unknown)}")
+    return dict(value)
+
+
+def _strings(raw: Mapping[str, Any], key: str, where: str) -> None:
+    value = raw.get(key)
+    if value is not None and not (isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)):
+        raise ValueError(f"{where} must be a list of strings, not {value!r}")
+
+
 def _rates(raw: Any, where: str) -> Rates:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: prices must be an object")
@@ -163,7 +216,7 @@ def _prices(raw: Any, where: str) -> Prices:
 
 
 def _lifecycle(raw: Any, where: str) -> Lifecycle:
-    raw = raw or {}
+    raw = _object({"lifecycle": raw}, "lifecycle", where, _LIFECYCLE_KEYS)
     status = raw.get("status", "active")
     if status not in STATUSES:
         raise ValueError(f"{where}: lifecycle.status must be one of {list(STATUSES)}, not {status!r}")
@@ -199,4 +252,3 @@ def load_catalog(path: str | None = None, overrides: str | None = None) -> Catal
     """The catalog; `overrides` is the JSON the stack sets as CATALOG_OVERRIDES for its environment."""
     data = json.loads(Path(path).read_text()) if path else base_data()
     return Catalog.from_dict(merged(data, json.loads(overrides) if overrides else None))
-
