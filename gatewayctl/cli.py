@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "login",
     "token",
     "chat",
+    "models",
     "demo",
 )
 
