@@ -90,7 +90,7 @@ async def probe_all(
     from gateway.domain.catalog import load_catalog
 
     chains = build_upstreams(settings)
-    entry = cheapest(load_catalog(), model, chains)
+    entry = cheapest(load_catalog(None, settings.catalog_overrides), model, chains)  # the environment's catalog
     # One probe per provider+region, with the model id of the first residency it serves.
     targets: dict[str, dict[str, Any]] = {}
     for residency, chain in chains.items():

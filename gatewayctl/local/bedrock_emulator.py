@@ -15,7 +15,8 @@ Authorization header scoped to this region and service `bedrock` (403 otherwise)
 endpoint also takes a Bedrock API key as a bearer token (AWS's Messages API page lists both). What
 each API refuses with a 400, and the source of each rule, is in rules.py and docs/local-stack.md.
 Unknown fields are ignored. Faults come from the FaultBoard (see faults.py), one target per region,
-for both APIs.
+for both APIs. The control plane's model listings (ListFoundationModels, ListInferenceProfiles) are served
+on the same region ports by bedrock_control_plane.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewayctl.local import eventstream, rules
+from gatewayctl.local.bedrock_control_plane import ControlPlane
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
 from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
 
@@ -222,10 +224,12 @@ class BedrockEmulator:
     def __init__(self, board: FaultBoard | None = None) -> None:
         self.board = board or FaultBoard()
         self.regions_by_port: dict[int, str] = {}
+        self.control_plane = ControlPlane(self.region_of, check_sigv4, BedrockError)
         routes = [
             Route("/model/{model_id:path}/invoke", self.invoke, methods=["POST"]),
             Route("/model/{model_id:path}/invoke-with-response-stream", self.invoke_stream, methods=["POST"]),
             Route("/anthropic/v1/messages", self.messages, methods=["POST"]),
+            *self.control_plane.routes(),
             *self.board.control_routes(),
         ]
         self.app = Starlette(routes=routes)

@@ -29,6 +29,16 @@ def reset_counts(control_url: str) -> None:
     http_json("DELETE", f"{control_url}/_emulator/requests")
 
 
+def set_catalog(control_url: str, change: dict[str, Any]) -> dict[str, Any]:
+    """An emulator's catalog switch: {"hide_profile": id, "region": r}, {"legacy": model id, ...} (Bedrock)
+    or {"hide_model": id} (Vertex); gatewayctl/local/bedrock_control_plane.py, vertex_emulator.py."""
+    return http_json("POST", f"{control_url}/_emulator/catalog", change)
+
+
+def clear_catalog(control_url: str) -> None:
+    http_json("DELETE", f"{control_url}/_emulator/catalog")
+
+
 def close_breakers(app: Any, ddb: Any, tenants_table: str) -> None:
     """Close every breaker, in the app's memory and in the shared store (whatever upstream and model
     it is for), so that one test's injected failures do not make the next test skip a region."""

@@ -360,6 +360,24 @@ class LocalStack:
         for name in self._providers():
             control.reset_counts(self._control(name))
 
+    def hide_profile(self, profile: str, region: str | None = None) -> None:
+        """Bedrock's ListInferenceProfiles stops listing a profile (in one region, or all)."""
+        control.set_catalog(self.bedrock_control_url, {"hide_profile": profile, "region": region})
+
+    def mark_legacy(self, model_id: str, *, legacy_time: str | None = None, end_of_life: str | None = None) -> None:
+        """Bedrock's ListFoundationModels lists a base model as LEGACY (with its dates, ISO 8601)."""
+        change = {"legacy": model_id, "legacy_time": legacy_time, "end_of_life": end_of_life}
+        control.set_catalog(self.bedrock_control_url, change)
+
+    def hide_vertex_model(self, model: str) -> None:
+        """Vertex's publisher-model get answers 404 for a model."""
+        control.set_catalog(self.vertex_endpoint, {"hide_model": model})
+
+    def reset_catalogs(self) -> None:
+        """What each emulated provider offers back to the whole base catalog."""
+        for name in self._providers():
+            control.clear_catalog(self._control(name))
+
     def reset_breakers(self) -> None:
         """Close every circuit breaker, in the app and in the shared store."""
         control.close_breakers(self.app, self.client("dynamodb"), self.outputs["TenantsTableName"])

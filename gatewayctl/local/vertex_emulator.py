@@ -12,6 +12,11 @@
   tokens it minted as `Authorization: Bearer` (401 UNAUTHENTICATED otherwise).
 - Faults and request counts per Vertex region (the {r} of the URL), controlled like the Bedrock
   emulator's (see faults.py).
+- GET /v1/publishers/anthropic/models/{m} is Model Garden's publisher-model get (what `gatewayctl models
+  check` asks): the PublisherModel of a catalog model with a Vertex id (the id without its `@version`
+  names it too), 404 NOT_FOUND otherwise, with the same bearer token. The region is in the real host
+  name only, so the emulator answers alike for every region; `POST /_emulator/catalog {"hide_model": m}`
+  makes it answer 404 for one model (`DELETE /_emulator/catalog` clears that).
 
 `vertex_wif_config(url, project)` builds the external-account JSON that points google.auth at this
 emulator. google.auth.aws reads the AWS keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
@@ -39,7 +44,7 @@ from starlette.routing import Route
 
 from gatewayctl.local import rules
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
-from gatewayctl.local.replies import Reply, known_model, make_reply
+from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
 
 VERTEX_VERSION = "vertex-2023-10-16"
 SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
@@ -122,10 +127,13 @@ class VertexEmulator:
         self._lock = threading.Lock()
         self.exchanges = 0
         base = "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model_op}"
+        self.hidden_models: set[str] = set()
         self.app = Starlette(
             routes=[
                 Route("/v1/token", self.token, methods=["POST"]),
                 Route(base, self.predict, methods=["POST"]),
+                Route("/v1/publishers/anthropic/models/{model}", self.publisher_model, methods=["GET"]),
+                Route("/_emulator/catalog", self.catalog_switches, methods=["GET", "POST", "DELETE"]),
                 *self.board.control_routes(),
             ]
         )
@@ -183,6 +191,34 @@ class VertexEmulator:
                 "expires_in": ttl,
             }
         )
+
+    async def publisher_model(self, request: Request) -> Response:
+        bearer = request.headers.get("authorization", "")
+        if not bearer.startswith("Bearer ") or not self.token_valid(bearer[7:].strip()):
+            return google_error(401, "Request had invalid authentication credentials.")
+        model = request.path_params["model"]
+        entry = catalog_entry(model)
+        if entry is None or not entry.vertex_model_id or model in self.hidden_models:
+            return google_error(404, f"Publisher Model `publishers/anthropic/models/{model}` not found.")
+        base, _, version = entry.vertex_model_id.partition("@")
+        return JSONResponse(
+            {
+                "name": f"publishers/anthropic/models/{base}",
+                "versionId": version or "001",
+                "openSourceCategory": "PROPRIETARY",
+                "launchStage": "GA",
+            }
+        )
+
+    async def catalog_switches(self, request: Request) -> Response:
+        if request.method == "POST":
+            change = await request.json()
+            if not isinstance(change, dict) or not isinstance(change.get("hide_model"), str):
+                return JSONResponse({"error": 'expected {"hide_model": "<model id>"}'}, status_code=400)
+            self.hidden_models.add(change["hide_model"])
+        elif request.method == "DELETE":
+            self.hidden_models.clear()
+        return JSONResponse({"hidden_models": sorted(self.hidden_models)})
 
     async def predict(self, request: Request) -> Response:
         model, _, operation = request.path_params["model_op"].rpartition(":")
