@@ -49,6 +49,7 @@ class StatefulStack(Stack):
             "UsageTableName": self.tenant_store.usage.table_name,
             "AuditStreamName": self.audit.stream.stream_name,
             "AuditDlqUrl": self.audit.dlq.queue_url,
+            "AuditWriterFailuresUrl": self.audit.writer_failures.queue_url,
             "AuditBucketName": self.audit.bucket.bucket_name,
             "GlueDatabaseName": self.audit.database.ref,
             "GlueTableName": self.audit.table.ref,

@@ -62,6 +62,7 @@ class StatelessStack(Stack):
         outputs = {
             "UserPoolId": self.identity.user_pool.user_pool_id,
             "UserPoolClientId": self.identity.people_client.user_pool_client_id,
+            "CognitoDomainUrl": self.identity.domain.base_url(),
             "InvokeScope": INVOKE_SCOPE,
             "ApiEndpoint": self.api.api.url,
             "GatewayFunctionName": self.gateway.function.function_name,

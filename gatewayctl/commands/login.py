@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
         "--password", help="local stack: the password (default: $GATEWAY_PASSWORD, else asked on a terminal)"
     )
     parser.add_argument(
-        "--domain", help="cloud: the Cognito domain URL (https://<prefix>.auth.<region>.amazoncognito.com)"
+        "--domain",
+        help="cloud: the Cognito domain URL (https://<prefix>.auth.<region>.amazoncognito.com); default: the "
+        "stack's CognitoDomainUrl output",
     )
     parser.add_argument(
         "--port",
@@ -90,16 +92,21 @@ def _login(args: Any) -> int:
         cache = cache_path(target, env)
         save(cache, tokens)
     else:
-        if not args.domain:
-            raise CommandError("cloud login needs --domain (the user pool's Cognito domain URL)")
+        # The stateless stack's CognitoDomainUrl output names the domain; --domain wins (or stands in for it).
+        domain = args.domain or target.outputs.get("CognitoDomainUrl")
+        if not domain:
+            raise CommandError(
+                "cloud login needs the Cognito domain: the stack has no CognitoDomainUrl output (deploy the current "
+                "stacks) and no --domain was given"
+            )
         if not _interactive():
             raise CommandError("cloud login signs in in a browser and waits for it: run it in a terminal")
         opener = (lambda url: print(f"open this URL to sign in:\n  {url}")) if args.no_browser else _open
-        tokens = pkce_login(target, args.domain, port=args.port, open_browser=opener)
+        tokens = pkce_login(target, domain, port=args.port, open_browser=opener)
         cache = credentials.save_cloud_login(
             env,
             region=target.region,
-            domain=args.domain,
+            domain=domain,
             client_id=target.output("UserPoolClientId"),
             scope=target.output("InvokeScope"),
             endpoint=target.output("ApiEndpoint"),

@@ -143,3 +143,34 @@ def test_a_closed_stdin_is_no_terminal(monkeypatch):
     assert login._interactive() is False
     with pytest.raises(CommandError, match="no terminal to ask for the password"):
         login._ask("password", input, "pass --password")
+
+
+def _cloud_target(outputs: dict) -> target_module.Target:
+    base = {"UserPoolClientId": "people", "InvokeScope": "gateway/invoke", "ApiEndpoint": "https://gateway.example/"}
+    return target_module.Target(kind="cloud", region="eu-central-1", outputs={**base, **outputs})
+
+
+def test_cloud_login_finds_the_domain_in_the_stack_outputs(config, monkeypatch, capsys):
+    domain = "https://acme.auth.eu-central-1.amazoncognito.com"
+    monkeypatch.setattr(target_module, "load_cloud", lambda *a, **k: _cloud_target({"CognitoDomainUrl": domain}))
+    monkeypatch.setattr(login, "resolve", lambda args: target_module.load_cloud("dev", None))
+    monkeypatch.setattr(login, "_interactive", lambda: True)
+    seen = {}
+
+    def fake_pkce(target, used, **kwargs):
+        seen["domain"] = used
+        return {"access_token": "a", "refresh_token": "r", "expires_at": 4102444800, "client_id": "people"}
+
+    monkeypatch.setattr(login, "pkce_login", fake_pkce)
+
+    assert cli.main(["--target", "cloud", "login"]) == 0, capsys.readouterr().err
+    assert seen == {"domain": domain}
+    assert json.loads((config / "login-dev.json").read_text())["token_endpoint"] == f"{domain}/oauth2/token"
+
+
+def test_cloud_login_without_the_output_or_domain_says_what_is_missing(config, monkeypatch, capsys):
+    monkeypatch.setattr(login, "resolve", lambda args: _cloud_target({}))
+    monkeypatch.setattr(login, "pkce_login", lambda *a, **k: pytest.fail("the sign-in started"))
+
+    assert cli.main(["--target", "cloud", "login"]) == 1
+    assert "no CognitoDomainUrl output" in capsys.readouterr().err
