@@ -1,4 +1,4 @@
-"""gatewayctl audit query|queries|verify|redrive-dlq: question and check the audit trail.
+"""gatewayctl audit query|queries|verify|redrive-dlq|replay-failures: question and check the audit trail.
 
 The same SQL runs in both targets: Athena over the Glue table in the cloud, DuckDB over the same
 objects in the local stack (table `audit_events`, partitions tenant and dt as columns).
@@ -40,6 +40,17 @@ def register(sub: Any) -> None:
 
     redrive = group.add_parser("redrive-dlq", help="put dead-lettered audit records back on the audit stream")
     redrive.set_defaults(func=_redrive)
+
+    replay = group.add_parser(
+        "replay-failures",
+        help="write again what the audit writers gave up on (the AuditWriterFailures queue), from the stream or the "
+        "staged access log; exits 1 when anything is lost or failed",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="read and report, write and delete nothing")
+    replay.add_argument(
+        "--forget-lost", action="store_true", help="delete the messages whose records are gone, after reporting them"
+    )
+    replay.set_defaults(func=_replay_failures)
 
 
 def _query(args: Any) -> int:
@@ -101,3 +112,12 @@ def _redrive(args: Any) -> int:
 
     emit(args, {"redriven": auditing.redrive_dlq(target.resolve(args))})
     return 0
+
+
+def _replay_failures(args: Any) -> int:
+    from gatewayctl import auditing, target
+    from gatewayctl.auditing import failures
+
+    rows = auditing.replay_failures(target.resolve(args), forget_lost=args.forget_lost, dry_run=args.dry_run)
+    emit(args, rows, columns=("message_id", "kind", "source", "outcome", "records", "deleted", "detail"))
+    return 0 if all(r["outcome"] == failures.REPLAYED for r in rows) else 1

@@ -62,6 +62,12 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 _ACCESS_LOG_COLUMNS = [(name, "string") for name in ACCESS_LOG_FORMAT]
 
 
+def replay_window_start(stream_retention_hours: int) -> Duration:
+    """How old a record gets before the writer gives up on it: half the stream's retention, within the event
+    source mapping's bounds (at most 7 days)."""
+    return Duration.hours(min(168, stream_retention_hours // 2))
+
+
 class AuditTrail(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey
@@ -231,9 +237,11 @@ class AuditTrail(Construct):
                 max_batching_window=Duration.seconds(30),  # fewer, larger objects
                 bisect_batch_on_error=True,
                 report_batch_item_failures=True,
-                # Retried until written: a record is dropped only when it ages out of the stream (7 days),
-                # and then its position is in the failures queue.
+                # Retried for half the stream's retention, then its position goes to the failures queue while
+                # the stream still holds it for the other half: `gatewayctl audit replay-failures` reads it from
+                # there. Retrying until it aged out would leave only the position of records already gone.
                 retry_attempts=-1,
+                max_record_age=replay_window_start(config.audit_stream_retention_hours),
                 parallelization_factor=1,
                 on_failure=sources.SqsDlq(self.writer_failures),
             )
