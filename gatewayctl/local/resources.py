@@ -21,8 +21,15 @@ class Resources:
 
 
 def create_resources(
-    client: ClientFactory, name: Callable[[str], str], *, region: str, moto_endpoint: str, endpoint: str = ""
+    client: ClientFactory,
+    name: Callable[[str], str],
+    *,
+    region: str,
+    moto_endpoint: str,
+    endpoint: str = "",
+    retention: tuple[str, int] = ("GOVERNANCE", 1),
 ) -> Resources:
+    """`retention`: the audit bucket's default Object Lock (mode, days), as an environment's config gives it."""
     ddb = client("dynamodb")
     tenants = create_table(ddb, name("tenants"), definitions.TENANTS)
     usage = create_table(ddb, name("usage"), definitions.USAGE)
@@ -32,19 +39,24 @@ def create_resources(
     kinesis.create_stream(StreamName=stream, ShardCount=definitions.AUDIT_STREAM.shard_count)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
 
-    dlq_url = client("sqs").create_queue(
+    sqs = client("sqs")
+    dlq_url = sqs.create_queue(
         QueueName=name("audit-dlq"),
         Attributes={"MessageRetentionPeriod": str(definitions.AUDIT_DLQ.retention_seconds)},
     )["QueueUrl"]
+    # Nothing sends to it locally (the pump retries forever); it is here so that `audit replay-failures`
+    # runs against the local stack as against the cloud.
+    failures_url = sqs.create_queue(QueueName=name("audit-writer-failures"))["QueueUrl"]
 
     bucket = name("audit")
-    create_audit_bucket(client("s3"), bucket)
+    create_audit_bucket(client("s3"), bucket, retention=retention)
     cognito = create_user_pool(client("cognito-idp"), name("users"), region=region, moto_endpoint=moto_endpoint)
     outputs = {
         "TenantsTableName": tenants,
         "UsageTableName": usage,
         "AuditStreamName": stream,
         "AuditDlqUrl": dlq_url,
+        "AuditWriterFailuresUrl": failures_url,
         "AuditBucketName": bucket,
         # Locally the audit trail is queried with DuckDB; these name what Athena uses in the cloud.
         "GlueDatabaseName": name("audit").replace("-", "_"),
@@ -52,6 +64,7 @@ def create_resources(
         "AthenaWorkgroupName": name("audit"),
         "UserPoolId": cognito["user_pool_id"],
         "UserPoolClientId": cognito["people_client_id"],
+        "CognitoDomainUrl": "",  # moto has no hosted UI: local sign-in is by password (gatewayctl login)
         "InvokeScope": cognito["invoke_scope"],
         "ApiEndpoint": endpoint,
         "GatewayFunctionName": name("gateway"),
@@ -60,7 +73,7 @@ def create_resources(
     return Resources(outputs, cognito)
 
 
-def create_audit_bucket(s3: Any, bucket: str) -> None:
+def create_audit_bucket(s3: Any, bucket: str, *, retention: tuple[str, int] = ("GOVERNANCE", 1)) -> None:
     spec = definitions.AUDIT_BUCKET
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=spec.object_lock)
     if spec.versioned:
@@ -70,7 +83,7 @@ def create_audit_bucket(s3: Any, bucket: str) -> None:
             Bucket=bucket,
             ObjectLockConfiguration={
                 "ObjectLockEnabled": "Enabled",
-                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+                "Rule": {"DefaultRetention": {"Mode": retention[0], "Days": retention[1]}},
             },
         )
 
@@ -111,7 +124,7 @@ def create_user_pool(idp: Any, pool_name: str, *, region: str, moto_endpoint: st
             AllowedOAuthScopes=list(client_def.oauth_scopes),
             AllowedOAuthFlowsUserPoolClient=True,
             SupportedIdentityProviders=["COGNITO"],
-            CallbackURLs=["http://localhost:8765/callback"] if "code" in client_def.oauth_flows else [],
+            CallbackURLs=[definitions.CLI_CALLBACK_URL] if "code" in client_def.oauth_flows else [],
         )["UserPoolClient"]
         key = "people" if client_def is definitions.PEOPLE_CLIENT else "machine"
         out[f"{key}_client_id"] = created["ClientId"]

@@ -66,6 +66,10 @@ class StackOptions:
     bedrock_regions: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BEDROCK_REGIONS))
     vertex_project: str | None = "claude-gateway-local"
     vertex_regions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VERTEX_REGIONS))
+    # The audit bucket's Object Lock, as an environment's object_lock_mode and audit_retention_days: the
+    # bucket's default retention, and what the pump sets on each object as the cloud writer does.
+    object_lock_mode: str = "GOVERNANCE"
+    audit_retention_days: int = 1
     # extra Settings fields for the app (e.g. {"breaker_open_seconds": 1.0})
     settings_overrides: Mapping[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
@@ -213,6 +217,7 @@ class LocalStack:
             **self.aws_env(),
             **self.settings().to_env(),
             "AUDIT_BUCKET": self.outputs["AuditBucketName"],
+            **self.writer_env(),
             "PUMP_INTERVAL": str(interval),
             "PUMP_REDRIVE_DLQ": "true",
             "PUMP_CHECKPOINT": str(checkpoint),
@@ -226,6 +231,13 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
             )
         return self._pump
+
+    def writer_env(self) -> dict[str, str]:
+        """The retention variables the cloud's audit writer gets from its environment's config."""
+        return {
+            "AUDIT_OBJECT_LOCK_MODE": self.options.object_lock_mode,
+            "AUDIT_RETENTION_DAYS": str(self.options.audit_retention_days),
+        }
 
     def stop(self) -> None:
         if self._pump is not None and self._pump.poll() is None:
@@ -264,7 +276,12 @@ class LocalStack:
     def create_resources(self) -> dict[str, str]:
         """Tables, audit stream, DLQ, audit bucket and the user pool, from stacks/definitions.py."""
         made = resources.create_resources(
-            self.client, self.name, region=self.options.region, moto_endpoint=self.moto_endpoint, endpoint=self.endpoint
+            self.client,
+            self.name,
+            region=self.options.region,
+            moto_endpoint=self.moto_endpoint,
+            endpoint=self.endpoint,
+            retention=(self.options.object_lock_mode, self.options.audit_retention_days),
         )
         self.outputs, self.cognito = made.outputs, made.cognito
         return self.outputs
