@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from gateway.models.catalog import CatalogEntry
 from gateway.models.exchange import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
-from gateway.models.quota import Amount, Counters, QuotaPlan, UsageKey, WindowCharge
+from gateway.models.quota import Counters, HoldCommit, HoldGrant, HoldRecord, HoldReturn, UsageKey
 from gateway.models.tenancy import PrincipalRecord, TenantConfig
 
 
@@ -57,6 +57,9 @@ class Quota(Protocol):
 
     async def usage_report(self, principal: Principal) -> dict[str, Any]: ...
 
+    async def close(self) -> None:
+        """The container stops: give back what it holds (its leases)."""
+
 
 class TenantStore(Protocol):
     """The tenants table, read only: None for an id that is not there."""
@@ -67,8 +70,8 @@ class TenantStore(Protocol):
 
 
 class WindowRefused(Exception):
-    """A reservation transaction refused by a window's condition: `index` into the plan's charges, and
-    the item's counters before the refused write (None when the store did not return them)."""
+    """A hold refused by a window's condition: `index` into the grant's charges, and the item's counters
+    before the refused write (None when the store did not return them)."""
 
     def __init__(self, index: int, counters: Counters | None) -> None:
         super().__init__(f"window {index} refused")
@@ -76,15 +79,30 @@ class WindowRefused(Exception):
         self.counters = counters
 
 
+class HoldGone(Exception):
+    """The hold being given back or committed is no longer active: it was reaped (or returned) meanwhile."""
+
+
 class QuotaStore(Protocol):
-    """The usage table. Errors: WindowRefused, QuotaContentionError, ServiceUnavailableError."""
+    """The usage table; it only persists what the domain decided. Each write takes effect once, whatever
+    is retried and whichever answer is lost. Errors: WindowRefused, HoldGone, QuotaContentionError,
+    ServiceUnavailableError."""
 
-    async def reserve(self, plan: QuotaPlan) -> None:
-        """Add the plan's amount to every charged item in one transaction, if every bound holds."""
+    async def acquire(self, grant: HoldGrant, returning: HoldReturn | None = None) -> int:
+        """Add the grant to its window items, every bound holding, and create its state item, in one
+        transaction; with `returning`, give that hold back in the same transaction. Returns how many
+        attempts met contention (conflicts or throttling) before it went through."""
 
-    async def adjust(self, charges: Sequence[WindowCharge], delta: Amount) -> dict[UsageKey, Counters]:
-        """Add `delta` to each charged item, unconditionally; the counters after it, per item that
-        took it (an item whose write failed is absent; all failing raises)."""
+    async def give_back(self, back: HoldReturn) -> bool:
+        """Return (or reap) a hold in one transaction; False when it was no longer active (someone else
+        returned or reaped it), True when this return took effect (now or on an earlier attempt)."""
+
+    async def commit(self, commit: HoldCommit) -> None:
+        """Record a lease's new commitment (one conditional write, or a transaction when it grows the
+        grant); raise HoldGone when the lease is no longer active."""
+
+    async def holds(self, partitions: Sequence[str]) -> list[HoldRecord]:
+        """The leases stored in these partitions that are still held (not given back or reaped)."""
 
     async def read(self, keys: Sequence[UsageKey]) -> dict[UsageKey, Counters]: ...
 
