@@ -70,7 +70,7 @@ async def test_settlement_conflict_retries_do_not_sleep_in_executor_threads(monk
     client = ConflictingClient(conflicts=4)
     quota_, plan = make(client)
     state = quota_._keys.setdefault("USAGE#t1", KeyState())
-    hold = await quota_._hold(state, plan)
+    hold = await quota_._hold(state, plan, switch=False)
     reservation = Reservation("t1", "p1", plan, {}, (Usage(), 0.0), lease=hold)
     await quota_.release(reservation)
 
@@ -83,7 +83,7 @@ async def test_running_out_of_reservation_retries_is_a_429_but_not_a_policy_refu
     quota_, plan = make(ConflictingClient(0, always=True), contention_seconds=0.05)
     state = quota_._keys.setdefault("USAGE#t1", KeyState())
     with pytest.raises(RateLimitError) as caught:
-        await quota_._hold(state, plan)
+        await quota_._hold(state, plan, switch=False)
 
     assert caught.value.status == 429 and caught.value.headers["retry-after"] == "1"
     assert not caught.value.policy_refusal

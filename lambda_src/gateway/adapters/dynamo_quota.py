@@ -22,6 +22,7 @@ attempt with a new token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -33,7 +34,7 @@ from gateway.adapters import aws
 from gateway.adapters.dynamo_codec import from_item
 from gateway.domain.errors import QuotaContentionError, ServiceUnavailableError
 from gateway.domain.ports import HoldGone, WindowRefused
-from gateway.models import usage_items
+from gateway.models import tenant_items, usage_items
 from gateway.models.quota import (
     ACTIVE,
     LEASE,
@@ -45,6 +46,7 @@ from gateway.models.quota import (
     HoldReturn,
     UsageKey,
     WindowCharge,
+    Written,
 )
 from gateway.settings import Settings
 
@@ -82,6 +84,7 @@ class DynamoQuotaStore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = settings.usage_table
+        self._tenants = settings.tenants_table
         self._region = settings.region
         self._client = client
         self._contention_seconds = contention_seconds
@@ -95,26 +98,34 @@ class DynamoQuotaStore:
 
     # -- writes ------------------------------------------------------------------------------------------
 
-    async def acquire(self, grant: HoldGrant, returning: HoldReturn | None = None) -> int:
+    async def acquire(self, grant: HoldGrant, returning: HoldReturn | None = None, *, patient: bool = True) -> Written:
         deltas: dict[UsageKey, Amount] = {}
         charges: dict[UsageKey, WindowCharge] = {}
+        conditional: set[UsageKey] = set()
         for charge, amount in zip(grant.charges, grant.amounts, strict=True):
             deltas[(charge.pk, charge.sk)] = amount
             charges[(charge.pk, charge.sk)] = charge
+            conditional.add((charge.pk, charge.sk))
+        for charge, amount in grant.credits:
+            key = (charge.pk, charge.sk)
+            deltas[key] = deltas.get(key, Amount()) + amount
+            charges.setdefault(key, charge)
         if returning is not None:
             for key, delta in zip(returning.keys, returning.deltas, strict=True):
                 deltas[key] = deltas.get(key, Amount()) + delta
         window_keys = list(deltas)
-        items = [self._window_update(key, deltas[key], charges.get(key)) for key in window_keys]
+        items = [
+            self._window_update(key, deltas[key], charges.get(key), bound=key in conditional) for key in window_keys
+        ]
         items.append({"Put": self._state_put(grant)})
         if returning is not None:
             items.append(self._state_end(returning, "returned", LEASE))
-        reasons, contended = await self._transact(items, f"{grant.id}:acquire")
+        reasons, contended = await self._transact(items, f"{grant.id}:acquire", patient=patient)
         if reasons is None:
-            return contended
+            return Written(True, contended)
         created = reasons[len(window_keys)]
         if created.get("Code") == "ConditionalCheckFailed":
-            return contended  # its state item exists: this acquisition already happened
+            return Written(True, contended)  # its state item exists: this acquisition already happened
         if returning is not None and reasons[len(window_keys) + 1].get("Code") == "ConditionalCheckFailed":
             raise HoldGone(returning.id)
         for i, reason in enumerate(reasons[: len(window_keys)]):
@@ -124,17 +135,18 @@ class DynamoQuotaStore:
                 raise WindowRefused(index, usage_items.counters(from_item(old)) if old else None)
         raise _unavailable(RuntimeError(f"transaction cancelled: {reasons}"))
 
-    async def give_back(self, back: HoldReturn) -> bool:
+    async def give_back(self, back: HoldReturn) -> Written:
         items = [
             self._window_update(key, delta, None) for key, delta in zip(back.keys, back.deltas, strict=True) if delta
         ]
         kind = LEASE if back.home[1].startswith(f"{LEASE}#") else "hold"
         items.append(self._state_end(back, back.outcome, kind))
-        reasons, _ = await self._transact(items, f"{back.id}:{back.outcome}:{back.seq}")
+        reasons, contended = await self._transact(items, f"{back.id}:{back.outcome}:{back.seq}")
         if reasons is None:
-            return True
+            return Written(True, contended)
         if reasons[-1].get("Code") == "ConditionalCheckFailed":
-            return False  # no longer active: given back or reaped already (by this container or another)
+            # No longer active: given back or reaped already (by this container or another).
+            return Written(False, contended)
         raise _unavailable(RuntimeError(f"transaction cancelled: {reasons}"))
 
     async def commit(self, commit: HoldCommit) -> None:
@@ -183,6 +195,18 @@ class DynamoQuotaStore:
                     raise _contention() from None
             await asyncio.sleep(_backoff(throttled))
 
+    async def mark_hot(self, tenant_id: str, until: float, *, unless_after: float) -> None:
+        key = {k: {"S": v} for k, v in tenant_items.quota_hot_key(tenant_id).items()}
+        put = {
+            "TableName": self._tenants,
+            "Item": {**key, "until": {"N": str(int(until))}},
+            "ConditionExpression": "attribute_not_exists(#until) OR #until < :after",
+            "ExpressionAttributeNames": {"#until": "until"},
+            "ExpressionAttributeValues": {":after": {"N": str(int(unless_after))}},
+        }
+        with contextlib.suppress(_ConditionFailed, _Throttled):  # another container has just marked it, or will
+            await self._single(lambda: self.client.put_item(**put))
+
     # -- reads -------------------------------------------------------------------------------------------
 
     async def holds(self, partitions: Sequence[str]) -> list[HoldRecord]:
@@ -225,7 +249,12 @@ class DynamoQuotaStore:
 
     # -- building blocks ---------------------------------------------------------------------------------
 
-    def _window_update(self, key: UsageKey, delta: Amount, charge: WindowCharge | None) -> dict[str, Any]:
+    def _window_update(
+        self, key: UsageKey, delta: Amount, charge: WindowCharge | None, *, bound: bool = True
+    ) -> dict[str, Any]:
+        """ADD `delta` to a window item (or a pool's item), within its bounds when `bound` and it takes
+        budget: a window item's counter stays within its limit (or the item is new); a pool's stays at most
+        zero (a pool's counters are the negative of what it holds: it must hold what is taken)."""
         values: dict[str, Any] = {f":{c}": {"N": str(v)} for c, v in delta.as_dict().items()}
         expires = charge.window.expires_at if charge is not None else None
         update: dict[str, Any] = {
@@ -242,12 +271,15 @@ class DynamoQuotaStore:
                 + update["UpdateExpression"]
             )
         conditions = []
-        if charge is not None:
+        if charge is not None and bound:
             for counter, limit in charge.limits.items():
                 added = getattr(delta, counter)
                 if added > 0:  # taking budget: it must still fit
                     values[f":max_{counter}"] = {"N": str(limit - added)}
-                    conditions.append(f"(attribute_not_exists(#{counter}) OR #{counter} <= :max_{counter})")
+                    if charge.pool:
+                        conditions.append(f"#{counter} <= :max_{counter}")
+                    else:
+                        conditions.append(f"(attribute_not_exists(#{counter}) OR #{counter} <= :max_{counter})")
         if conditions:
             update["ConditionExpression"] = " AND ".join(conditions)
             update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
@@ -289,10 +321,13 @@ class DynamoQuotaStore:
         condition["ExpressionAttributeValues"][":outcome"] = {"S": outcome}
         return {"Update": condition}
 
-    async def _transact(self, items: list[dict[str, Any]], seed: str) -> tuple[list[dict[str, Any]] | None, int]:
+    async def _transact(
+        self, items: list[dict[str, Any]], seed: str, *, patient: bool = True
+    ) -> tuple[list[dict[str, Any]] | None, int]:
         """(None, contended) when the transaction went through, (reasons, contended) when a condition
-        failed; contention is retried within CONTENTION_SECONDS, then QuotaContentionError."""
-        deadline = self._monotonic() + self._contention_seconds
+        failed; contention is retried within CONTENTION_SECONDS (not at all unless `patient`), then
+        QuotaContentionError."""
+        deadline = self._monotonic() + (self._contention_seconds if patient else 0.0)
         attempt = contended = 0
         while True:
             token = _token(f"{seed}:{attempt}")

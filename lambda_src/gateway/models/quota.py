@@ -85,13 +85,17 @@ class Amount:
 
 @dataclass(frozen=True)
 class WindowCharge:
-    """One item of the reservation transaction: add `amount` to (pk, sk) if every bound still holds."""
+    """One item of the reservation transaction: add `amount` to (pk, sk) if every bound still holds.
+
+    A pool's item (`pool`, usage_items.pool_pk) holds budget its pool took from the window item, for
+    containers to lease: taking from it is bound by what it holds (`counter >= amount`), not by a limit."""
 
     scope: str  # "tenant" or "principal"
     pk: str
     window: Window
     # counter -> limit, for the counters of this window that a limit bounds
     limits: Mapping[str, int] = field(default_factory=dict)
+    pool: bool = False
 
     @property
     def sk(self) -> str:
@@ -133,6 +137,8 @@ class HoldGrant:
     ends_at: float  # no new request draws from it after this
     expires_at: int  # its state item's TTL
     owner: str = ""  # the container that holds it (for the record)
+    # added, unconditionally, to other items in the same write (a pool's items, when it takes budget)
+    credits: tuple[tuple[WindowCharge, Amount], ...] = ()
 
     @property
     def keys(self) -> tuple[UsageKey, ...]:
@@ -164,6 +170,15 @@ class HoldCommit:
     committed: tuple[Amount, ...]
     granted: tuple[Amount, ...]
     extra: tuple[Amount, ...] = ()
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a store write reports: whether it took effect (False: the hold was no longer active, someone
+    else gave it back or reaped it), and how many attempts met contention before it went through."""
+
+    applied: bool = True
+    contended: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ pk `USAGE#<tenant_id>` (or `USAGE#<tenant_id>#P#<principal_id>` for per-principa
 `<window>#<bucket>` (`minute#2026-11-23T03:40`, `day#2026-11-23`, `month#2026-11`), counters
 `requests`, `tokens`, `usd_micros` (integers), and `expires_at` (epoch seconds, the table's TTL).
 
+A hot tenant's pools (pool_pk) have items with the same sks and counters, negative: the budget each took
+from the window item and has not leased out. The window item plus its pools' items is what is charged.
+
 Holds (one request's reservation, or a container's lease) each have a state item: in the principal's
 partition when they charge a principal's windows (so erasing a principal's usage erases them too), else in
 one of the tenant's HOLD_PARTITIONS partitions `USAGE#<tenant_id>#H<n>` (spread, so their writes never
@@ -41,6 +44,13 @@ def counters(item: Mapping[str, Any]) -> dict[str, int]:
 
 
 HOLD_PARTITIONS = 8
+# A hot tenant's pools: items `USAGE#<tenant_id>#S<n>` with the window sks, holding budget taken from the
+# tenant's window items for its containers to lease (docs/tenancy.md, Hot tenants).
+POOLS = 16
+
+
+def pool_pk(tenant_pk_: str, n: int) -> str:
+    return f"{tenant_pk_}#S{n}"
 
 
 def hold_home(scope_pks: Sequence[str], kind: str, hold_id: str, ends_at: float) -> tuple[str, str]:
