@@ -34,7 +34,7 @@ from typing import Any
 from bench._common import percentile, write_result
 
 LADDER_PER_REQUEST = (25, 50, 100, 200, 400)
-LADDER_WITHOUT_POOLS = (500, 1000, 2500)
+LADDER_WITHOUT_POOLS = (100, 250, 500, 1000)
 LADDER_LEASES = (500, 1000, 2500, 5000)
 
 
@@ -184,7 +184,8 @@ def line(name: str, step: dict[str, Any]) -> str:
     verdict = "ok" if step["passed"] else "FAIL"
     return (
         f"{name:>26} {step['rate']:>6}/s {verdict:>4}: served {step['served']}, refused {step['refused']}, "
-        f"contention {step['contention']}, overspent {step['overspent']}, inexact {step['inexact']}, "
+        f"contention {step['contention']}, settlements failed {step['settle_failed']}, "
+        f"overspent {step['overspent']}, inexact {step['inexact']}, "
         f"reserve p50 {step['reserve_p50_ms']} ms p99 {step['reserve_p99_ms']} ms, "
         f"{step['containers']} containers, {step['wcu_per_request']} WCU/request, "
         f"hottest partition {step['hottest_partition_wcu_per_second']} WCU/s, calls/request {step['calls_per_request']}"

@@ -380,3 +380,19 @@ async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tabl
     now[0] = 60.3
     with pytest.raises(PermissionDeniedError, match="creating messages"):  # each request resolves anew
         await tenancy.authorize(await tenancy.resolve(identity("sub-1")), request())
+
+
+async def test_a_tenant_marked_hot_is_loaded_hot_and_the_mark_is_not_rewritten_while_fresh(moto_tables):
+    from gateway.adapters.dynamo_quota import DynamoQuotaStore
+    from gateway.adapters.dynamo_tenancy import DynamoTenantStore
+
+    admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 10})
+    store = DynamoQuotaStore(moto_tables.settings, client=moto_tables.ddb)
+    tenants = DynamoTenantStore(moto_tables.settings, client=moto_tables.ddb)
+    assert (await tenants.tenant("acme")).quota_hot_until == 0.0
+    await store.mark_hot("acme", NOW + 120, unless_after=NOW + 60)
+    await store.mark_hot("acme", NOW + 130, unless_after=NOW + 70)  # still fresh: left as it is
+    assert (await tenants.tenant("acme")).quota_hot_until == NOW + 120
+    await store.mark_hot("acme", NOW + 200, unless_after=NOW + 140)  # stale by then: renewed
+    tenant = await tenants.tenant("acme")
+    assert tenant.quota_hot_until == NOW + 200 and tenant.limits.requests_per_minute == 10

@@ -155,3 +155,19 @@ def test_the_model_conflicts_throttles_and_honours_tokens():
         add("b", "b5", sk="x5")
     assert throttled.value.response["CancellationReasons"] == [{"Code": "ThrottlingError"}]
     assert model.item("t", "a", "x")["n"] == {"N": "1"}
+
+
+def test_containers_of_a_tenant_marked_hot_lease_from_their_first_request():
+    fleet = Fleet(limits=Limits(requests_per_minute=100_000))
+    mark = {"pk": {"S": "TENANT#acme"}, "sk": {"S": "QUOTA#HOT"}, "until": {"N": str(int(fleet.epoch + 600))}}
+    fleet.model.tables["tenants"]["TENANT#acme"]["QUOTA#HOT"] = mark
+
+    async def main():
+        principal = fleet.principal()
+        await asyncio.gather(*(fleet.request(fleet.container(), principal, seconds=0.1) for _ in range(20)))
+        await fleet.close()
+
+    run(fleet, main())
+    counts = fleet.counts()
+    assert counts.get("holds", 0) == 0 and counts["leases"] == 20 and fleet.outcomes.served == 20
+    assert fleet.overspent() == {} and fleet.under_counted() == {} and fleet.exact() == {}
