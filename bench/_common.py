@@ -116,6 +116,9 @@ class NoopQuota:
     async def usage_report(self, principal: Any) -> dict[str, Any]:
         return {}
 
+    async def close(self) -> None:
+        return None
+
 
 class NoopAudit:
     async def record_request(self, exchange: Any) -> None:

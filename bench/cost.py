@@ -71,6 +71,9 @@ DESIGNS = {
     # The exactly-once holds landing now: a hold state item joins the three windows in the reservation's
     # transaction, and settlement is one transaction of the same four items.
     "holds": {"wru": 4 * 2 + 4 * 2, "rru": 0.0, "note": "2 transactions of 3 windows + the hold's item"},
+    # A hot tenant (docs/tenancy.md, Hot tenants): one UpdateItem per request (its lease's commit); leases,
+    # refills and give-backs amortized, as `bench quota_scale` measured them at 5,000 requests a second.
+    "leases": {"wru": 1.93, "rru": 0.0, "note": "1 UpdateItem (the lease's commit), lease and pool writes amortized"},
 }
 AUDIT_RECORD_BYTES = 1024  # two records a request, each under 1 KB (Kinesis bills 1 KB per record)
 RESPONSE_BYTES = 1500  # a 300-token reply with its headers, out through API Gateway

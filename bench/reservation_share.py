@@ -29,33 +29,53 @@ MAX_TOKENS = 64
 
 
 class MemoryStore:
-    """The usage table in memory: conditional reservations, adjustments, reads."""
+    """The usage table in memory (exact, serial): conditional holds and their returns, reads. One
+    container that never meets contention takes holds only (docs/tenancy.md), so leases are not needed."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, int]] = {}
+        self.states: dict[str, str] = {}
 
-    async def reserve(self, plan: Any) -> None:
+    async def acquire(self, grant: Any, returning: Any = None, *, patient: bool = True) -> Any:
         from gateway.domain.ports import WindowRefused
+        from gateway.models.quota import Written
 
-        for index, charge in enumerate(plan.charges):
+        for index, (charge, amount) in enumerate(zip(grant.charges, grant.amounts, strict=True)):
             counters = self.items.get((charge.pk, charge.sk), {})
-            for counter, headroom in charge.headroom(plan.amount).items():
-                if counters.get(counter, 0) > headroom:
+            for counter, headroom in charge.headroom(amount).items():
+                if getattr(amount, counter) > 0 and counters.get(counter, 0) > headroom:
                     raise WindowRefused(index, dict(counters))
-        for charge in plan.charges:
-            counters = self.items.setdefault((charge.pk, charge.sk), {})
-            for name, value in plan.amount.as_dict().items():
-                counters[name] = counters.get(name, 0) + value
+        for key, amount in zip(grant.keys, grant.amounts, strict=True):
+            self._add(key, amount)
+        self.states[grant.id] = "active"
+        return Written()
 
-    async def adjust(self, charges: Any, delta: Any) -> dict:
-        for charge in charges:
-            counters = self.items.setdefault((charge.pk, charge.sk), {})
-            for name, value in delta.as_dict().items():
-                counters[name] = counters.get(name, 0) + value
-        return {(c.pk, c.sk): dict(self.items[(c.pk, c.sk)]) for c in charges}
+    async def give_back(self, back: Any) -> Any:
+        from gateway.models.quota import Written
+
+        if self.states.get(back.id) != "active":
+            return Written(applied=False)
+        self.states[back.id] = back.outcome
+        for key, delta in zip(back.keys, back.deltas, strict=True):
+            self._add(key, delta)
+        return Written()
+
+    async def commit(self, commit: Any) -> None:
+        raise AssertionError("a container that never meets contention takes no lease")
+
+    async def holds(self, partitions: Any) -> list:
+        return []
+
+    async def mark_hot(self, tenant_id: str, until: float, *, unless_after: float) -> None:
+        return None
 
     async def read(self, keys: Any) -> dict:
         return {k: dict(self.items[k]) for k in keys if k in self.items}
+
+    def _add(self, key: tuple[str, str], amount: Any) -> None:
+        counters = self.items.setdefault(key, {})
+        for name, value in amount.as_dict().items():
+            counters[name] = counters.get(name, 0) + value
 
 
 def main(argv: list[str]) -> int:

@@ -99,6 +99,10 @@ def create_app(
                 loop.run_in_executor(None, warm)
         yield
         await background.drain()
+        try:
+            await quota.close()  # give back the leases this container holds (Lambda: SIGTERM at shutdown)
+        except Exception:
+            observability.log.exception("giving back quota leases failed")
         for upstream in chain.all_upstreams():
             close = getattr(upstream, "aclose", None)
             if close is not None:

@@ -108,9 +108,10 @@ def recorder(local_stack, faults):
 
 
 def settled(recorder: Recorder, timeout: float = 10.0) -> bool:
-    """The last request's settlement is done: one UpdateItem per window (minute, day, month)."""
+    """The last request's settlement is done: one TransactWriteItems after its reservation's (it was one
+    UpdateItem per window; settlement is one transaction now, with the reservation's state item)."""
     deadline = time.monotonic() + timeout
-    while sent(recorder.snapshot(), ("tenancy", "quota"))["UpdateItem"] < 3:
+    while sent(recorder.snapshot(), ("tenancy", "quota"))["TransactWriteItems"] < 2:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -146,7 +147,7 @@ def test_a_warm_request_costs_one_write_and_no_read_before_the_upstream_call(
     # After the upstream call: only the settlement and the outcome record.
     assert settled(recorder)
     later = recorder.snapshot()[len(early) :]
-    assert set(sent(later, ("tenancy", "quota"))) == {"UpdateItem"}
+    assert sent(later, ("tenancy", "quota")) == Counter({"TransactWriteItems": 1})
     assert sent(later, "audit") == Counter({"PutRecord": 1})
 
 

@@ -301,11 +301,11 @@ async def test_dynamodb_unreachable_fails_closed(moto_tables):
 
 
 class Conflicting:
-    """The moto client, except that the first `n` reservation transactions and settlement updates are
-    rejected as DynamoDB rejects them while another transaction holds the item."""
+    """The moto client, except that the first `n` reservation transactions and the first `n` settlement
+    transactions are rejected as DynamoDB rejects them while another transaction holds the item."""
 
     def __init__(self, client, n: int) -> None:
-        self._client, self.left = client, {"transact_write_items": n, "update_item": n}
+        self._client, self.left = client, {"transact_write_items": n, "settlement": n}
 
     def __getattr__(self, name):
         return getattr(self._client, name)
@@ -313,9 +313,11 @@ class Conflicting:
     def _maybe_conflict(self, op: str, kwargs) -> None:
         from botocore.exceptions import ClientError
 
+        if op == "transact_write_items" and not any("Put" in item for item in kwargs["TransactItems"]):
+            op = "settlement"
         if self.left[op] > 0:
             self.left[op] -= 1
-            if op == "transact_write_items":
+            if op in ("transact_write_items", "settlement"):
                 reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
                 raise ClientError(
                     {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}, op
@@ -339,7 +341,8 @@ async def test_transaction_conflicts_are_retried_for_reservation_and_settlement(
     principal = await tenancy.resolve(identity("sub-1"))
     reservation = await quota_.reserve(principal, await tenancy.authorize(principal, request()), request())
     await quota_.settle(reservation, Usage(input_tokens=3, output_tokens=4), 0.0)
-    assert client.left == {"transact_write_items": 0, "update_item": 0}
+    # Settlement is one transaction now (it was an UpdateItem per window): its conflicts are retried too.
+    assert client.left == {"transact_write_items": 0, "settlement": 0}
     assert stored(moto_tables, "USAGE#acme", minute_sk())["tokens"] == 7
 
 
@@ -377,3 +380,19 @@ async def test_operator_changes_reach_a_container_within_the_cache_ttl(moto_tabl
     now[0] = 60.3
     with pytest.raises(PermissionDeniedError, match="creating messages"):  # each request resolves anew
         await tenancy.authorize(await tenancy.resolve(identity("sub-1")), request())
+
+
+async def test_a_tenant_marked_hot_is_loaded_hot_and_the_mark_is_not_rewritten_while_fresh(moto_tables):
+    from gateway.adapters.dynamo_quota import DynamoQuotaStore
+    from gateway.adapters.dynamo_tenancy import DynamoTenantStore
+
+    admin.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 10})
+    store = DynamoQuotaStore(moto_tables.settings, client=moto_tables.ddb)
+    tenants = DynamoTenantStore(moto_tables.settings, client=moto_tables.ddb)
+    assert (await tenants.tenant("acme")).quota_hot_until == 0.0
+    await store.mark_hot("acme", NOW + 120, unless_after=NOW + 60)
+    await store.mark_hot("acme", NOW + 130, unless_after=NOW + 70)  # still fresh: left as it is
+    assert (await tenants.tenant("acme")).quota_hot_until == NOW + 120
+    await store.mark_hot("acme", NOW + 200, unless_after=NOW + 140)  # stale by then: renewed
+    tenant = await tenants.tenant("acme")
+    assert tenant.quota_hot_until == NOW + 200 and tenant.limits.requests_per_minute == 10

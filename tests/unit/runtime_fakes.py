@@ -122,6 +122,9 @@ class FakeQuota:
     async def usage_report(self, principal: Principal) -> dict[str, Any]:
         return {}
 
+    async def close(self) -> None:
+        self.closed = True
+
     @property
     def kept(self) -> list[FakeReservation]:
         """Reservations neither settled nor released: they stand as charged."""

@@ -1,5 +1,6 @@
 """The DynamoDB quota under contention: settlement retries wait on the event loop (not in the shared
-executor's threads), and running out of reservation retries is an `error` 429, not a policy denial."""
+executor's threads), each a new attempt with a new token, and running out of reservation retries is an
+`error` 429, not a policy denial."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.app import dynamo_services
 from gateway.domain import quota
 from gateway.domain.catalog import load_catalog
 from gateway.domain.errors import RateLimitError
+from gateway.domain.leases import KeyState
 from gateway.domain.metering import QuotaService
 from gateway.models import tenancy as tenancy_model
 from gateway.models.exchange import Usage
@@ -23,35 +25,40 @@ pytestmark = pytest.mark.anyio
 
 
 class ConflictingClient:
-    """Rejects the first `conflicts` update_items (and every transaction) as DynamoDB does under contention."""
+    """Takes a hold's first transaction, then rejects the next `conflicts` transactions (and, with
+    `always`, every one) as DynamoDB rejects them while another transaction holds the items."""
 
-    def __init__(self, conflicts: int) -> None:
+    def __init__(self, conflicts: int, *, always: bool = False) -> None:
         self.conflicts = conflicts
-        self.updates = 0
-
-    def update_item(self, **kwargs):
-        self.updates += 1
-        if self.conflicts > 0:
-            self.conflicts -= 1
-            raise ClientError({"Error": {"Code": "TransactionConflictException"}}, "UpdateItem")
-        return {"Attributes": {"requests": {"N": "1"}, "tokens": {"N": "7"}, "usd_micros": {"N": "0"}}}
+        self.always = always
+        self.tokens: list[str] = []
 
     def transact_write_items(self, **kwargs):
-        reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
-        raise ClientError(
-            {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}, "TransactWriteItems"
-        )
+        self.tokens.append(kwargs["ClientRequestToken"])
+        creates = any("Put" in item for item in kwargs["TransactItems"])
+        if self.always or (not creates and self.conflicts > 0):
+            self.conflicts -= 1
+            reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
+            raise ClientError(
+                {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons},
+                "TransactWriteItems",
+            )
+        return {}
 
 
-def make(conflicts: int) -> tuple[QuotaService, ConflictingClient, quota.QuotaPlan]:
-    client = ConflictingClient(conflicts)
-    _, quota_ = dynamo_services(settings(), load_catalog(), client=client, clock=lambda: 1_700_000_000.0)
+def make(client: ConflictingClient, **store_options) -> tuple[QuotaService, quota.QuotaPlan]:
+    from gateway.adapters.dynamo_quota import DynamoQuotaStore
+
+    now = 1_700_000_000.0
+    _, quota_ = dynamo_services(settings(), load_catalog(), client=client, clock=lambda: now)
+    quota_.store = DynamoQuotaStore(settings(), client=client, **store_options)
     no_limits = tenancy_model.Limits()
-    plan = quota.plan("t1", "p1", no_limits, no_limits, quota.Amount(1, 100, 10), 1_700_000_000.0)
-    return quota_, client, plan
+    plan = quota.plan("t1", "p1", no_limits, no_limits, quota.Amount(1, 100, 10), now)
+    return quota_, plan
 
 
 async def test_settlement_conflict_retries_do_not_sleep_in_executor_threads(monkeypatch) -> None:
+    # Settlement is one transaction now (it was three UpdateItems): its conflicts are retried the same way.
     slept_in: list[str] = []
     real_sleep = time.sleep
 
@@ -60,21 +67,27 @@ async def test_settlement_conflict_retries_do_not_sleep_in_executor_threads(monk
         real_sleep(seconds)
 
     monkeypatch.setattr(time, "sleep", recording_sleep)
-    quota_, client, plan = make(conflicts=4)
-    reservation = Reservation("t1", "p1", plan, {}, (Usage(), 0.0))
+    client = ConflictingClient(conflicts=4)
+    quota_, plan = make(client)
+    state = quota_._keys.setdefault("USAGE#t1", KeyState())
+    hold = await quota_._hold(state, plan, switch=False)
+    reservation = Reservation("t1", "p1", plan, {}, (Usage(), 0.0), lease=hold)
     await quota_.release(reservation)
 
-    assert client.updates == len(plan.charges) + 4  # every conflict retried until it went through
+    assert len(client.tokens) == 1 + 4 + 1  # the hold, four conflicts, the release that went through
+    assert len(set(client.tokens[1:])) == 5  # a cancelled attempt did not apply: each retry is a new one
     assert slept_in == []  # the waits were on the event loop
 
 
 async def test_running_out_of_reservation_retries_is_a_429_but_not_a_policy_refusal() -> None:
-    quota_, _, plan = make(conflicts=0)
+    quota_, plan = make(ConflictingClient(0, always=True), contention_seconds=0.05)
+    state = quota_._keys.setdefault("USAGE#t1", KeyState())
     with pytest.raises(RateLimitError) as caught:
-        await quota_.store.reserve(plan)
+        await quota_._hold(state, plan, switch=False)
 
     assert caught.value.status == 429 and caught.value.headers["retry-after"] == "1"
     assert not caught.value.policy_refusal
+    assert state.hot_until > 0  # contention makes the key draw from leases from now on
 
 
 async def test_contention_is_audited_as_error_not_denied() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from gateway.models.catalog import CatalogEntry
 from gateway.models.exchange import CallerIdentity, Exchange, MessagesRequest, PolicyDecision, Principal, Usage
-from gateway.models.quota import Amount, Counters, QuotaPlan, UsageKey, WindowCharge
+from gateway.models.quota import Counters, HoldCommit, HoldGrant, HoldRecord, HoldReturn, UsageKey, Written
 from gateway.models.tenancy import PrincipalRecord, TenantConfig
 
 
@@ -40,9 +40,7 @@ class Tenancy(Protocol):
 
 
 class Quota(Protocol):
-    async def reserve(
-        self, principal: Principal, decision: PolicyDecision, request: MessagesRequest
-    ) -> Reservation:
+    async def reserve(self, principal: Principal, decision: PolicyDecision, request: MessagesRequest) -> Reservation:
         """One atomic reservation across every window; raise RateLimitError when any is exhausted."""
 
     async def settle(self, reservation: Reservation, usage: Usage, cost_usd: float) -> None: ...
@@ -57,6 +55,9 @@ class Quota(Protocol):
 
     async def usage_report(self, principal: Principal) -> dict[str, Any]: ...
 
+    async def close(self) -> None:
+        """The container stops: give back what it holds (its leases)."""
+
 
 class TenantStore(Protocol):
     """The tenants table, read only: None for an id that is not there."""
@@ -67,8 +68,8 @@ class TenantStore(Protocol):
 
 
 class WindowRefused(Exception):
-    """A reservation transaction refused by a window's condition: `index` into the plan's charges, and
-    the item's counters before the refused write (None when the store did not return them)."""
+    """A hold refused by a window's condition: `index` into the grant's charges, and the item's counters
+    before the refused write (None when the store did not return them)."""
 
     def __init__(self, index: int, counters: Counters | None) -> None:
         super().__init__(f"window {index} refused")
@@ -76,15 +77,34 @@ class WindowRefused(Exception):
         self.counters = counters
 
 
+class HoldGone(Exception):
+    """The hold being given back or committed is no longer active: it was reaped (or returned) meanwhile."""
+
+
 class QuotaStore(Protocol):
-    """The usage table. Errors: WindowRefused, QuotaContentionError, ServiceUnavailableError."""
+    """The usage table; it only persists what the domain decided. Each write takes effect once, whatever
+    is retried and whichever answer is lost. Errors: WindowRefused, HoldGone, QuotaContentionError,
+    ServiceUnavailableError."""
 
-    async def reserve(self, plan: QuotaPlan) -> None:
-        """Add the plan's amount to every charged item in one transaction, if every bound holds."""
+    async def acquire(self, grant: HoldGrant, returning: HoldReturn | None = None, *, patient: bool = True) -> Written:
+        """Add the grant to its window items, every bound holding, and create its state item, in one
+        transaction; with `returning`, give that hold back in the same transaction. Not `patient`: one
+        attempt, contention raised at once (the caller has somewhere else to go)."""
 
-    async def adjust(self, charges: Sequence[WindowCharge], delta: Amount) -> dict[UsageKey, Counters]:
-        """Add `delta` to each charged item, unconditionally; the counters after it, per item that
-        took it (an item whose write failed is absent; all failing raises)."""
+    async def give_back(self, back: HoldReturn) -> Written:
+        """Return (or reap) a hold in one transaction; not applied when it was no longer active (someone
+        else returned or reaped it), applied when this return took effect (now or on an earlier attempt)."""
+
+    async def commit(self, commit: HoldCommit) -> None:
+        """Record a lease's new commitment (one conditional write, or a transaction when it grows the
+        grant); raise HoldGone when the lease is no longer active."""
+
+    async def mark_hot(self, tenant_id: str, until: float, *, unless_after: float) -> None:
+        """Record that the tenant's usage items are contended until `until` (its tenant item's QUOTA#HOT),
+        unless the record already says so beyond `unless_after`."""
+
+    async def holds(self, partitions: Sequence[str]) -> list[HoldRecord]:
+        """The leases stored in these partitions that are still held (not given back or reaped)."""
 
     async def read(self, keys: Sequence[UsageKey]) -> dict[UsageKey, Counters]: ...
 
@@ -105,9 +125,7 @@ class Upstream(Protocol):
     def model_id(self, entry: CatalogEntry, residency: str) -> str | None:
         """The id to call for this entry and residency, or None when this upstream cannot serve it."""
 
-    async def invoke(
-        self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
-    ) -> bytes:
+    async def invoke(self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float) -> bytes:
         """The Messages API response body (JSON bytes, passed through unchanged)."""
 
     def stream(

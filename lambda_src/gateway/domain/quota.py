@@ -1,9 +1,9 @@
 """Quota windows and their arithmetic (steps 3 and 7): keys, limits, reservations, headers.
 
-Pure logic, no I/O. The quota adapter turns a `plan` into one DynamoDB transaction of conditional
-updates (each counter + reservation <= limit), and settles or releases it afterwards by adding the
-difference. The reservation is an upper bound (estimated input + max_tokens), so counters are never
-under the true usage, even if the process dies between reservation and settlement.
+Pure logic, no I/O. A `plan` lists the window items one request charges; metering.py takes its amount
+from a hold or a lease (leases.py), which the store writes as one transaction of conditional updates
+(each counter + amount <= limit). The reservation is an upper bound (estimated input + max_tokens), so
+counters are never under the true usage, even if the process dies between reservation and settlement.
 """
 
 from __future__ import annotations
@@ -63,6 +63,41 @@ def _limits_by_window(limits: Limits) -> dict[str, dict[str, int]]:
     return out
 
 
+def windows_over(name: str, start: float, end: float) -> list[Window]:
+    """The buckets of window `name` that overlap [start, end), in order."""
+    out = [window_at(name, start)]
+    while out[-1].resets_at.timestamp() < end:
+        out.append(window_at(name, out[-1].resets_at.timestamp()))
+    return out
+
+
+def charges_over(
+    tenant_id: str,
+    principal_id: str,
+    tenant_limits: Limits,
+    principal_limits: Limits,
+    start: float,
+    end: float,
+) -> tuple[WindowCharge, ...]:
+    """Every window item a lease over [start, end) charges: for each scope and window, each bucket it overlaps."""
+    charges: list[WindowCharge] = []
+    for scope, pk, limits in _scopes(tenant_id, principal_id, tenant_limits, principal_limits):
+        by_window = _limits_by_window(limits)
+        for name in WINDOWS:
+            for window in windows_over(name, start, end):
+                charges.append(WindowCharge(scope, pk, window, by_window[name]))
+    return tuple(charges)
+
+
+def _scopes(
+    tenant_id: str, principal_id: str, tenant_limits: Limits, principal_limits: Limits
+) -> list[tuple[str, str, Limits]]:
+    scopes = [("tenant", tenant_pk(tenant_id), tenant_limits)]
+    if not principal_limits.empty:
+        scopes.append(("principal", principal_pk(tenant_id, principal_id), principal_limits))
+    return scopes
+
+
 def plan(
     tenant_id: str,
     principal_id: str,
@@ -73,10 +108,7 @@ def plan(
 ) -> QuotaPlan:
     """Every window item the request charges: the tenant's three, and the principal's when it has limits."""
     charges: list[WindowCharge] = []
-    scopes = [("tenant", tenant_pk(tenant_id), tenant_limits)]
-    if not principal_limits.empty:
-        scopes.append(("principal", principal_pk(tenant_id, principal_id), principal_limits))
-    for scope, pk, limits in scopes:
+    for scope, pk, limits in _scopes(tenant_id, principal_id, tenant_limits, principal_limits):
         by_window = _limits_by_window(limits)
         for name in WINDOWS:
             charges.append(WindowCharge(scope, pk, window_at(name, now), by_window[name]))

@@ -82,6 +82,9 @@ class TenantConfig:
     client_details: str = "pseudonymize"
     # Role name -> permissions, from the tenant's ROLE# items; these replace built-ins of the same name.
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Until when the tenant's quota items are known to be contended (the runtime's QUOTA#HOT item): every
+    # container draws from leases until then, from its first request (docs/tenancy.md, Hot tenants).
+    quota_hot_until: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,20 @@
 |-----------------|--------------------------|--------------------|
 | tenant config   | TENANT#<tenant_id>       | CONFIG             |
 | role override   | TENANT#<tenant_id>       | ROLE#<name>        |
+| quota hot mark  | TENANT#<tenant_id>       | QUOTA#HOT          |
 | principal       | PRINCIPAL#<principal_id> | PRINCIPAL          |
 | breaker state   | BREAKER#<key>            | STATE              |
 
 Principals carry the `by_tenant` index attributes: tenant_pk = TENANT#<tenant_id>,
 tenant_sk = PRINCIPAL#<principal_id>. Items here are plain dicts (already deserialized from DynamoDB).
+The quota hot mark (attribute `until`, epoch seconds) is the runtime's: written when its containers meet
+contention on the tenant's usage items, read with the tenant's partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway.models.tenancy import ACTIVE, Limits, PrincipalRecord, TenantConfig
@@ -21,6 +25,7 @@ from gateway.models.tenancy import ACTIVE, Limits, PrincipalRecord, TenantConfig
 CONFIG_SK = "CONFIG"
 PRINCIPAL_SK = "PRINCIPAL"
 ROLE_PREFIX = "ROLE#"
+QUOTA_HOT_SK = "QUOTA#HOT"
 BREAKER_SK = "STATE"
 BY_TENANT_INDEX = "by_tenant"
 
@@ -35,6 +40,10 @@ def tenant_key(tenant_id: str) -> dict[str, str]:
 
 def role_key(tenant_id: str, role: str) -> dict[str, str]:
     return {"pk": tenant_pk(tenant_id), "sk": f"{ROLE_PREFIX}{role}"}
+
+
+def quota_hot_key(tenant_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": QUOTA_HOT_SK}
 
 
 def principal_key(principal_id: str) -> dict[str, str]:
@@ -72,7 +81,11 @@ def tenant_from_items(items: Iterable[Mapping[str, Any]]) -> TenantConfig | None
     config = next((i for i in items if is_config(i)), None)
     if config is None:
         return None
-    return tenant_from_item(config, [i for i in items if is_role(i)])
+    tenant = tenant_from_item(config, [i for i in items if is_role(i)])
+    hot = next((i for i in items if i.get("sk") == QUOTA_HOT_SK), None)
+    if hot is not None:
+        tenant = replace(tenant, quota_hot_until=float(hot.get("until", 0) or 0))
+    return tenant
 
 
 def tenant_from_item(item: Mapping[str, Any], role_items: Iterable[Mapping[str, Any]] = ()) -> TenantConfig:
