@@ -12,7 +12,7 @@ export CDK_CLI_NOTICES := false
 
 TOOLS_STAMP := .tools/node_modules/.installed
 
-.PHONY: install lock lint test test-unit test-integration test-infra synth diff deploy lint-templates bench demo local-up local-down clean
+.PHONY: install lock lint test test-unit test-integration test-infra e2e e2e-local synth diff deploy lint-templates bench demo local-up local-down clean
 
 # Installs exactly the locked versions: requirements.lock (Python, transitive pins included) and
 # .tools/package-lock.json (npm ci). Nothing runs when neither lock nor pyproject.toml changed.
@@ -49,8 +49,10 @@ lock:
 lint: install
 	$(BIN)/ruff check .
 
+# The end-to-end suite runs here against a local stack it starts (never the cloud); its tests share one
+# worker (--dist loadgroup), so one stack and one tenant serve them all.
 test: install
-	$(BIN)/python -m pytest -n 2 --cov $(PYTEST_ARGS)
+	GATEWAY_E2E_TARGET=local $(BIN)/python -m pytest -n 2 --dist loadgroup --cov $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -60,6 +62,16 @@ test-integration: install
 
 test-infra: install
 	$(BIN)/python -m pytest tests/infrastructure $(PYTEST_ARGS)
+
+# After a deploy: the end-to-end suite against the deployed stack (GATEWAY_E2E_ENDPOINT,
+# GATEWAY_E2E_COGNITO_DOMAIN, AWS credentials and region: docs/environments.md). Without them every
+# test is skipped, and says which setting is missing.
+e2e: install
+	GATEWAY_E2E_TARGET=cloud $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The same suite against a local stack it starts and stops.
+e2e-local: install
+	GATEWAY_E2E_TARGET=local $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Real CDK CLI: no lookups, no version check, no notices. NAG=all adds the HIPAA and NIST packs.
 # Staging and prod need their site settings: sites/$(ENV).json, or CDK_ARGS='-c NAME=VALUE ...'

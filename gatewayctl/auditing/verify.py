@@ -1,7 +1,8 @@
 """Is the trail complete and untampered? The access logs (an independent witness) joined with it.
 
 Every request id that reached the gateway has its outcome record, every request record has an
-outcome, no record lacks a witness, and every audit object is under Object Lock retention.
+outcome, every model call has its request record, no record lacks a witness, and every audit object
+is under Object Lock retention.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ class VerifyReport:
     objects_checked: int = 0
     missing: list[dict[str, Any]] = field(default_factory=list)  # witnessed, but no outcome record
     incomplete: list[dict[str, Any]] = field(default_factory=list)  # request record without outcome
+    unrequested: list[dict[str, Any]] = field(default_factory=list)  # a model call without its request record
     extra: list[dict[str, Any]] = field(default_factory=list)  # audit records without a witness
     unlocked: list[dict[str, Any]] = field(default_factory=list)  # objects without Object Lock retention
     duplicates: int = 0  # records seen more than once (same event_id): harmless, reported
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.incomplete or self.extra or self.unlocked)
+        return not (self.missing or self.incomplete or self.unrequested or self.extra or self.unlocked)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class VerifyReport:
             "duplicates": self.duplicates,
             "missing": self.missing,
             "incomplete": self.incomplete,
+            "unrequested": self.unrequested,
             "extra": self.extra,
             "unlocked": self.unlocked,
         }
@@ -88,6 +91,7 @@ def verify(
                 witness[entry["request_id"]] = {**entry, "_in_window": start <= when < end}
 
     events: dict[str, set[str]] = defaultdict(set)
+    called: set[str] = set()  # request ids whose outcome shows an upstream try
     in_window: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     for key in list_keys(s3, bucket, AUDIT_RECORDS_PREFIX):
@@ -105,6 +109,8 @@ def verify(
                 continue
             seen.add(record["event_id"])
             events[record["request_id"]].add(record["event_type"])
+            if record["event_type"] in OUTCOME_TYPES and record.get("attempt_count"):
+                called.add(record["request_id"])
             if date_from.isoformat() <= record["event_time"][:10] <= date_to.isoformat():
                 in_window.setdefault(record["request_id"], record)
 
@@ -120,6 +126,9 @@ def verify(
     for rid, record in sorted(in_window.items()):
         if "request" in events[rid] and not events[rid] & OUTCOME_TYPES:
             report.incomplete.append({"request_id": rid, "tenant": record.get("tenant_id")})
+        # The request record is written before any model call: an outcome with tries needs one.
+        if rid in called and "request" not in events[rid]:
+            report.unrequested.append({"request_id": rid, "tenant": record.get("tenant_id")})
         if rid not in witness:
             report.extra.append(
                 {"request_id": rid, "tenant": record.get("tenant_id"), "event_time": record["event_time"]}

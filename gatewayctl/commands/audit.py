@@ -100,7 +100,7 @@ def _verify(args: Any) -> int:
             k: data[k] for k in ("ok", "from", "to", "witnessed", "audited", "objects_checked", "duplicates")
         }
         emit(args, summary)
-        for kind in ("missing", "incomplete", "extra", "unlocked"):
+        for kind in ("missing", "incomplete", "unrequested", "extra", "unlocked"):
             if data[kind]:
                 print(f"\n{kind} ({len(data[kind])}):")
                 emit(args, data[kind])

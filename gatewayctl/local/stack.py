@@ -120,6 +120,8 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
         moto_patches.serialize_dynamodb()  # concurrent quota reservations must not lose updates
+        moto_patches.serialize_kinesis()  # nor concurrent audit puts their records
+        moto_patches.bound_memory()  # nor a long-running stack its memory
 
         host, port = self.options.host, self.options.ports.moto
         if port:

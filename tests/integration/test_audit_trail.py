@@ -233,6 +233,23 @@ def test_verify_passes_on_a_complete_locked_trail_and_reports_gaps(audit_resourc
     assert late.unlocked and all("expired" in u["problem"] for u in late.unlocked)
 
 
+def test_verify_reports_a_model_call_without_its_request_record(audit_resources):
+    """The request record is written before any model call: an outcome with upstream tries and no request
+    record means the trail lost it (the stream accepted it and dropped it, say)."""
+    res = audit_resources
+    s3 = res.client("s3")
+    called, refused = make_exchange(started_at=T0 + 80), make_exchange(started_at=T0 + 81, outcome="denied")
+    lines = [AuditRecord.from_exchange(ex, ex.outcome).to_json().encode() for ex in (called, refused)]
+    write_batch(s3, res.bucket, lines)
+    witness(res, [called, refused])
+
+    report = trail.verify(s3, res.bucket, DAY, DAY, now=dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC))
+
+    assert not report.ok
+    assert [u["request_id"] for u in report.unrequested] == [called.meta.request_id]  # a refusal needs none
+    assert report.to_dict()["unrequested"] == report.unrequested
+
+
 def test_verify_reports_objects_without_object_lock(audit_resources):
     res = audit_resources
     s3 = res.client("s3")
