@@ -85,7 +85,7 @@ class NoopTenancy:
         from gateway.domain.catalog import load_catalog
         from gateway.models.exchange import PolicyDecision
 
-        entry = entry or load_catalog().resolve(request.model)
+        entry = entry or load_catalog().lookup(request.model)
         return PolicyDecision(entry=entry, residency="us", body=request.body)
 
     async def permissions(self, principal: Any) -> frozenset[str]:

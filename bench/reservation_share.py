@@ -106,7 +106,7 @@ async def measure(budget: int) -> dict[str, Any]:
     from gatewayctl.local.replies import input_tokens
 
     catalog = load_catalog()
-    entry = catalog.resolve(MODEL)
+    entry = catalog.lookup(MODEL)
     out: dict[str, Any] = {}
     for script, text in TEXTS.items():
         body = {"model": MODEL, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": text}]}

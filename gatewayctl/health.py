@@ -70,7 +70,7 @@ def cheapest(catalog: Any, model: str | None, chains: Any = None) -> Any:
     """The probe model: the one given, else the active model that the most configured upstreams can
     serve, the cheapest among those."""
     if model:
-        entry = catalog.resolve(model)
+        entry = catalog.lookup(model)
         if entry is None:
             raise CommandError(f"unknown model {model!r}")
         return entry

@@ -56,7 +56,7 @@ def models(values: Iterable[str]) -> list[str]:
     catalog = load_catalog()
     aliases = []
     for model in values:
-        entry = catalog.resolve(model)
+        entry = catalog.lookup(model)
         if entry is None:
             raise CommandError(f"unknown model {model!r}; known: {[e.alias for e in catalog.entries]}")
         aliases.append(entry.alias)

@@ -135,7 +135,7 @@ class Reply:
 
 def model_name(model_id: str) -> str:
     """The Anthropic model id the providers report for a Bedrock/Vertex id (the id itself if unknown)."""
-    entry = load_catalog().resolve(model_id)
+    entry = load_catalog().lookup(model_id)
     return entry.anthropic_id if entry else model_id
 
 
@@ -145,7 +145,7 @@ def known_model(model_id: str) -> bool:
 
 def catalog_entry(model_id: str) -> Any:
     """The catalog entry an upstream id names (the emulators know the models the catalog knows)."""
-    return load_catalog().resolve(model_id)
+    return load_catalog().lookup(model_id)
 
 
 def make_reply(body: dict[str, Any], raw_size: int, model_id: str) -> Reply:

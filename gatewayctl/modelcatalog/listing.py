@@ -86,7 +86,7 @@ def for_caller(args: Any) -> list[dict[str, Any]]:
         catalog = load_catalog()
     rows = []
     for model in listed:
-        entry = catalog.resolve(model["id"])
+        entry = catalog.lookup(model["id"])
         rows.append(model_row(entry) if entry else {"model": model.get("display_name"), "id": model["id"]})
     return rows
 

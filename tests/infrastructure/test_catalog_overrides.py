@@ -73,7 +73,7 @@ def test_a_valid_override_changes_the_granted_arns(overridden, dev):
     granted, before = _granted(template), _granted(dev.stateless)
 
     # Then the disabled model's ARNs are no longer granted, the added model's are
-    disabled = load_catalog().resolve("claude-opus-4-5").bedrock_model_id
+    disabled = load_catalog().lookup("claude-opus-4-5").bedrock_model_id
     assert any(disabled in arn for arn in before)
     assert not any(disabled in arn for arn in granted)
     added = "us.anthropic.claude-haiku-4-5-batch-v1:0"
@@ -82,7 +82,7 @@ def test_a_valid_override_changes_the_granted_arns(overridden, dev):
     assert not any("claude-haiku-4-5-batch" in arn for arn in before)
     # and the application inference profile is granted as it is, in its own region only
     assert APP_PROFILE in granted
-    sonnet = load_catalog().resolve("claude-sonnet-4-6")
+    sonnet = load_catalog().lookup("claude-sonnet-4-6")
     assert not any(arn.endswith(f"inference-profile/{sonnet.bedrock_profiles['us']}") for arn in granted)
     assert f"arn:aws:bedrock:us-west-2::foundation-model/{sonnet.bedrock_model_id}" in granted
 
@@ -103,8 +103,8 @@ def test_the_function_gets_the_overrides_as_compact_json(overridden):
     environ = {k: v if isinstance(v, str) else "resolved" for k, v in variables.items() if k not in LWA_VARIABLES}
     settings = Settings.from_env({**environ, "AWS_REGION": "us-east-1"})
     catalog = load_catalog(None, settings.catalog_overrides)
-    assert catalog.resolve("claude-haiku-4-5-batch") is not None
-    assert catalog.resolve("claude-opus-4-5") is None
+    assert catalog.lookup("claude-haiku-4-5-batch") is not None
+    assert catalog.lookup("claude-opus-4-5") is None
 
 
 def test_without_overrides_no_variable(dev):
@@ -161,7 +161,7 @@ def test_a_site_adds_overrides_alias_by_alias():
         }
     }
     config = load("dev", site)
-    assert config.catalog().resolve("claude-opus-4-1") is None
+    assert config.catalog().lookup("claude-opus-4-1") is None
     # A site value of the wrong shape, and a bad field, are named like every other site setting
     for bad, words in (([], "catalog_overrides: an object"), ({"models": {"x": None}}, "cannot disable 'x'")):
         with pytest.raises(ConfigError, match=words):

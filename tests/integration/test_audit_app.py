@@ -114,7 +114,7 @@ def test_n_requests_from_several_tenants_leave_n_request_and_n_outcome_records(
     tenants = [make_tenant() for _ in range(3)]
     users = {t: make_user(t) for t in tenants}
     catalog = load_catalog()
-    entry = catalog.resolve(MODEL)
+    entry = catalog.lookup(MODEL)
     expected: dict[str, dict[str, float]] = {
         t: {"n": 0, "input": 0, "output": 0, "usd": 0.0} for t in tenants
     }

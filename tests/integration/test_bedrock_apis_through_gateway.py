@@ -35,7 +35,7 @@ def ask(client, model: str, *, stream: bool, **kwargs):
 
 def expected_cost(alias: str, message) -> float:
     catalog = load_catalog()
-    return catalog.resolve(alias).cost_usd(
+    return catalog.lookup(alias).cost_usd(
         "us",
         "bedrock",
         input_tokens=message.usage.input_tokens,

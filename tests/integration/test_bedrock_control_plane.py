@@ -47,7 +47,7 @@ def test_profiles_are_listed_where_their_prefix_routes_and_paginate(bedrock):
 
 
 def test_foundation_models_carry_their_lifecycle_and_the_switches_change_it(backing_stack, bedrock):
-    model_id = load_catalog().resolve("claude-haiku-4-5").bedrock_model_id
+    model_id = load_catalog().lookup("claude-haiku-4-5").bedrock_model_id
     backing_stack.mark_legacy(model_id, end_of_life="2027-02-01T00:00:00Z")
     backing_stack.hide_profile("us.anthropic.claude-haiku-4-5-20251001-v1:0", "us-west-2")
 

@@ -64,7 +64,7 @@ def test_a_healthy_local_stack_passes_the_check(catalogs, state_dir, run_gateway
 
 def test_a_hidden_profile_fails_the_check_naming_the_route(catalogs, state_dir, run_gatewayctl):
     # Given us-west-2 no longer offers the us profile of Sonnet 4.6
-    profile = load_catalog().resolve("claude-sonnet-4-6").bedrock_profiles["us"]
+    profile = load_catalog().lookup("claude-sonnet-4-6").bedrock_profiles["us"]
     catalogs.hide_profile(profile, "us-west-2")
 
     # When checked (the table, as a person reads it)
@@ -83,7 +83,7 @@ def test_a_hidden_profile_fails_the_check_naming_the_route(catalogs, state_dir, 
 
 
 def test_a_legacy_base_model_is_a_warning_with_its_dates(catalogs, state_dir, run_gatewayctl):
-    entry = load_catalog().resolve("claude-sonnet-4-5")
+    entry = load_catalog().lookup("claude-sonnet-4-5")
     catalogs.mark_legacy(
         entry.bedrock_model_id, legacy_time="2026-01-15T00:00:00Z", end_of_life="2026-12-01T00:00:00Z"
     )
@@ -151,7 +151,7 @@ def test_models_for_a_tenant_role_is_the_runtime_policy(local_stack, state_dir, 
     # basic_user has no opus; the allow-list leaves out everything else
     assert [r["model"] for r in rows] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
     sonnet = rows[1]
-    entry = load_catalog().resolve("claude-sonnet-4-5")
+    entry = load_catalog().lookup("claude-sonnet-4-5")
     assert sonnet["lifecycle"] == "deprecated" and sonnet["end_of_life"] == entry.lifecycle.end_of_life
     assert sonnet["replacement"] == entry.lifecycle.replacement and sonnet["bedrock_api"] == "invoke"
     assert sonnet["providers"] == ["bedrock:us-east-1", "bedrock:us-west-2", "vertex:us-east5"]
@@ -190,5 +190,5 @@ def test_models_for_the_signed_in_caller(local_stack, state_dir, run_gatewayctl,
     assert [r["id"] for r in rows] == [m.id for m in client.models.list()]
     assert rows and {r["tier"] for r in rows} <= {"haiku", "sonnet"}
     for row in rows:
-        entry = load_catalog().resolve(row["model"])
+        entry = load_catalog().lookup(row["model"])
         assert row["lifecycle"] == entry.lifecycle.status and row["bedrock_api"] == entry.bedrock_api

@@ -28,7 +28,7 @@ TEXTS = {
 
 def cost(usage) -> int:
     catalog = load_catalog()
-    usd = catalog.resolve(MODEL).cost_usd(
+    usd = catalog.lookup(MODEL).cost_usd(
         "us",
         "bedrock",
         input_tokens=usage.input_tokens,

@@ -88,7 +88,7 @@ def test_200_concurrent_requests_against_a_budget_of_50(local_stack, target, mak
         assert raw.headers["anthropic-ratelimit-requests-limit"] == "50"
 
     messages = [message for _, message in served]
-    entry = load_catalog().resolve(MODEL)
+    entry = load_catalog().lookup(MODEL)
     catalog = load_catalog()
     expected = {
         "requests": 50,

@@ -65,7 +65,7 @@ class Fleet:
         random.seed((config or ModelConfig()).seed)  # the adapter's backoff jitter: runs repeat exactly
         self._ids = itertools.count()
         self.catalog = load_catalog()
-        self.entry = self.catalog.resolve(MODEL)
+        self.entry = self.catalog.lookup(MODEL)
         self.tenant = TenantConfig("acme", "Acme", limits=limits, principal_limits=principal_limits or Limits())
         self.policy = leases or LeasePolicy()
         self.epoch = epoch

@@ -75,12 +75,12 @@ class FakeTenancy:
         self.calls.append("authorize")
         if self.refusal is not None:
             raise self.refusal
-        entry = entry or load_catalog().resolve(request.model)
+        entry = entry or load_catalog().lookup(request.model)
         assert entry is not None
         return PolicyDecision(entry=entry, residency=self.residency, body=request.body)
 
     async def allowed_models(self, principal: Principal) -> list[CatalogEntry]:
-        return [load_catalog().resolve("claude-haiku-4-5"), load_catalog().resolve("claude-sonnet-4-5")]
+        return [load_catalog().lookup("claude-haiku-4-5"), load_catalog().lookup("claude-sonnet-4-5")]
 
     async def permissions(self, principal: Principal) -> frozenset[str]:
         return self.granted

@@ -23,17 +23,17 @@ from gateway.domain.catalog import Catalog, base_data, load_catalog, merged
     ],
 )
 def test_every_id_form_resolves_to_the_same_entry(model: str) -> None:
-    entry = load_catalog().resolve(model)
+    entry = load_catalog().lookup(model)
     assert entry is not None and entry.alias == "claude-sonnet-4-5"
 
 
 def test_unknown_model() -> None:
-    assert load_catalog().resolve("gpt-4") is None
+    assert load_catalog().lookup("gpt-4") is None
 
 
 def test_cost_carries_the_geo_uplift_only_on_geographic_bedrock_profiles() -> None:
     catalog = load_catalog()
-    entry = catalog.resolve("claude-haiku-4-5")
+    entry = catalog.lookup("claude-haiku-4-5")
     kw = dict(input_tokens=1_000_000, output_tokens=1_000_000, geo_uplift=catalog.geo_uplift)
     assert entry.cost_usd("global", "bedrock", **kw) == pytest.approx(6.0)
     assert entry.cost_usd("us", "bedrock", **kw) == pytest.approx(6.6)
@@ -43,15 +43,15 @@ def test_cost_carries_the_geo_uplift_only_on_geographic_bedrock_profiles() -> No
 def test_vertex_regional_endpoints_carry_the_uplift_and_older_models_none() -> None:
     catalog = load_catalog()
     kw = dict(input_tokens=1_000_000, output_tokens=0, geo_uplift=catalog.geo_uplift)
-    sonnet = catalog.resolve("claude-sonnet-4-6")
+    sonnet = catalog.lookup("claude-sonnet-4-6")
     assert sonnet.cost_usd("us", "vertex", region="us-east5", **kw) == pytest.approx(3.3)
     assert sonnet.cost_usd("us", "vertex", region="global", **kw) == pytest.approx(3.0)
-    older = catalog.resolve("claude-sonnet-4")
+    older = catalog.lookup("claude-sonnet-4")
     assert older.cost_usd("us", "bedrock", **kw) == pytest.approx(3.0)
 
 
 def test_cache_writes_are_priced_at_their_duration_and_reads_at_their_rate() -> None:
-    entry = load_catalog().resolve("claude-sonnet-4-6")
+    entry = load_catalog().lookup("claude-sonnet-4-6")
     cost = entry.cost_usd(
         "global",
         "bedrock",
@@ -66,7 +66,7 @@ def test_cache_writes_are_priced_at_their_duration_and_reads_at_their_rate() -> 
 
 
 def test_a_long_prompt_bills_the_whole_request_at_its_rates() -> None:
-    entry = load_catalog().resolve("claude-haiku-5-5")
+    entry = load_catalog().lookup("claude-haiku-5-5")
     threshold = entry.prices.long_prompt_above
     assert threshold is not None and entry.prices.long_prompt is not None
     short = entry.cost_usd("global", "bedrock", input_tokens=threshold, output_tokens=1000, geo_uplift=0.1)
@@ -125,7 +125,7 @@ def test_every_entry_has_a_source_and_a_lifecycle_that_resolves() -> None:
     for entry in catalog.entries:
         assert entry.source.startswith(("http", "anthropic ", "npm ")), entry.alias
         if entry.lifecycle.status == "retired":
-            replacement = catalog.resolve(entry.lifecycle.replacement or "")
+            replacement = catalog.lookup(entry.lifecycle.replacement or "")
             assert replacement is not None and replacement.lifecycle.status == "active", entry.alias
 
 
@@ -138,7 +138,7 @@ def test_the_catalog_knows_every_model_the_official_sdk_lists() -> None:
     literals = [m for arg in get_args(ModelParam) for m in get_args(arg) if isinstance(m, str)]
     assert literals, f"no model literals found in anthropic {anthropic.__version__}"
     catalog = load_catalog()
-    missing = [m for m in literals if catalog.resolve(m) is None and "preview" not in m]
+    missing = [m for m in literals if catalog.lookup(m) is None and "preview" not in m]
     assert missing == []
 
 
@@ -146,7 +146,7 @@ def test_the_sdk_deprecation_dates_match_the_catalog() -> None:
     import anthropic._data.deprecated_models as deprecated
 
     text = Path(deprecated.__file__).read_text()
-    entry = load_catalog().resolve("claude-sonnet-4-5")
+    entry = load_catalog().lookup("claude-sonnet-4-5")
     assert entry.lifecycle.status == "deprecated" and entry.lifecycle.end_of_life == "2026-11-30"
     assert "claude-sonnet-4-5" in text and "November 30th, 2026" in text
 
@@ -166,11 +166,11 @@ def test_overrides_add_change_and_disable_models() -> None:
         }
     }
     catalog = load_catalog(None, json.dumps(overrides))
-    sonnet = catalog.resolve("claude-sonnet-4-6")
+    sonnet = catalog.lookup("claude-sonnet-4-6")
     assert sonnet.prices.input == 2.5 and sonnet.prices.output == 15.0
     assert sonnet.bedrock_profiles["us"] == "us.custom-sonnet" and "eu" in sonnet.bedrock_profiles
-    assert catalog.resolve("claude-opus-4-1") is None
-    assert catalog.resolve("claude-haiku-4-5-tuned").bedrock_profiles["us"].endswith("/abc")
+    assert catalog.lookup("claude-opus-4-1") is None
+    assert catalog.lookup("claude-haiku-4-5-tuned").bedrock_profiles["us"].endswith("/abc")
     assert base == base_data()  # the shipped data is never changed by an environment's overrides
 
 

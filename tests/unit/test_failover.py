@@ -17,8 +17,8 @@ from gateway.observability import Metrics
 from tests.unit.runtime_fakes import FakeUpstream, stream_events, throttled, validation_error
 
 pytestmark = pytest.mark.anyio
-ENTRY = load_catalog().resolve("claude-haiku-4-5")
-OTHER = load_catalog().resolve("claude-sonnet-4-6")
+ENTRY = load_catalog().lookup("claude-haiku-4-5")
+OTHER = load_catalog().lookup("claude-sonnet-4-6")
 
 
 def key(region: str, entry=ENTRY) -> str:

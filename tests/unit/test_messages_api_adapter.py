@@ -37,9 +37,9 @@ from tests.unit.runtime_fakes import settings
 
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 CATALOG = load_catalog()
-OPUS_47 = CATALOG.resolve("claude-opus-4-7")
-HAIKU_45 = CATALOG.resolve("claude-haiku-4-5")
-SONNET_4 = CATALOG.resolve("claude-sonnet-4")  # retired on the Claude API
+OPUS_47 = CATALOG.lookup("claude-opus-4-7")
+HAIKU_45 = CATALOG.lookup("claude-haiku-4-5")
+SONNET_4 = CATALOG.lookup("claude-sonnet-4")  # retired on the Claude API
 SSE = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":3}}}\n\n'
     b'event: ping\ndata: {"type":"ping"}\n\n'

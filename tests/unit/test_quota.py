@@ -225,7 +225,7 @@ async def test_headers_for_a_principal_need_no_dynamodb_call():
     }
     assert client.calls == []
 
-    entry = load_catalog().resolve("claude-haiku-4-5")
+    entry = load_catalog().lookup("claude-haiku-4-5")
     request = MessagesRequest("claude-haiku-4-5", 100, False, False, False, 20, {}, "0" * 64)
     await dq.reserve(principal, PolicyDecision(entry, "us", {}), request)
     calls = list(client.calls)

@@ -62,7 +62,7 @@ class Catalog:
                     "(or is disabled)"
                 )
 
-    def resolve(self, model: str) -> CatalogEntry | None:
+    def lookup(self, model: str) -> CatalogEntry | None:
         return self._by_id.get(model)
 
     @classmethod

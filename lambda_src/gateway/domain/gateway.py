@@ -159,7 +159,7 @@ class Gateway:
         return principal
 
     def _entry(self, request: MessagesRequest) -> CatalogEntry:
-        entry = self.catalog.resolve(request.model)
+        entry = self.catalog.lookup(request.model)
         if entry is None:
             raise NotFoundError(f"model: {request.model}")
         lifecycle = entry.lifecycle

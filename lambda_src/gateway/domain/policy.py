@@ -129,7 +129,7 @@ def decide(
     check_active(tenant, principal)
     permissions = permissions_of(principal.roles, tenant.roles)
     require(permissions, "write", "creating messages")
-    entry = entry or catalog.resolve(request.model)
+    entry = entry or catalog.lookup(request.model)
     if entry is None:
         raise NotFoundError(f"model: {request.model}")
     require(permissions, entry.tier, f"{entry.tier} models")
