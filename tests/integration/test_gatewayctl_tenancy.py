@@ -149,6 +149,25 @@ def test_usage_is_empty_for_a_new_tenant(moto_tables):
     assert minute["requests"] == {"used": 0, "limit": 7, "remaining": 7}
 
 
+def test_usage_of_a_hot_tenant_adds_its_pools(moto_tables):
+    """A hot tenant's pools took budget from its window item (counted there as used) and hold it,
+    negative, until leases draw it: usage is the two summed, as GET /v1/usage reports it."""
+    from gateway.domain import quota
+    from gateway.models import usage_items
+
+    tenancy.create_tenant(moto_tables.target, "acme", limits={"requests_per_minute": 1000})
+    now = 1_790_000_000.0  # one instant for both the items and the report: no minute boundary between them
+    sk = quota.window_at("minute", now).sk
+    pk = usage_items.tenant_pk("acme")
+    ddb, table = moto_tables.client("dynamodb"), moto_tables.target.outputs["UsageTableName"]
+    # 40 served plainly, plus 2 pools that each took 100 of which leases drew 30 and 5.
+    for key, requests in ((pk, 240), (usage_items.pool_pk(pk, 0), -70), (usage_items.pool_pk(pk, 9), -95)):
+        ddb.put_item(TableName=table, Item={"pk": {"S": key}, "sk": {"S": sk}, "requests": {"N": str(requests)}})
+    report = tenancy.usage(moto_tables.target, "acme", now=now)
+    minute = next(w for w in report["windows"] if w["window"] == "minute")
+    assert minute["requests"] == {"used": 75, "limit": 1000, "remaining": 925}
+
+
 # -- the commands: the same library behind argparse, exit codes and output ----------------------
 
 
