@@ -18,7 +18,7 @@ from gateway.models.exchange import Usage
 from gateway.models.quota import HOLD, HoldGrant, HoldReturn
 from gateway.models.usage_items import hold_home
 
-from gatewayctl import tenancy as admin
+from gatewayctl import admin
 from gatewayctl.local import moto_patches
 from tests.integration import test_tenancy_support as support
 from tests.integration.test_tenancy_adapters import identity, request, stored
