@@ -99,8 +99,10 @@ class AnthropicApi:
     residencies: tuple[str, ...] = ("global",)  # where it may serve: it runs outside the Bedrock regions
     base_url: str | None = None  # None: https://api.anthropic.com
     workspace_id: str | None = None  # Claude Platform on AWS
+    kms_key_arn: str | None = None  # the customer managed key encrypting the secret (None: AWS managed)
 
 
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$")
 
 
@@ -291,6 +293,8 @@ class EnvironmentConfig:
             bad("anthropic_api.residencies", f"one or more of {', '.join(RESIDENCIES)}")
         if api.base_url is not None and not api.base_url.startswith("https://"):
             bad("anthropic_api.base_url", "an https URL")
+        if api.kms_key_arn is not None and not _KMS_KEY_ARN.match(api.kms_key_arn):
+            bad("anthropic_api.kms_key_arn", "the full ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/ID)")
 
     @staticmethod
     def _validate_idp(idp: IdentityProvider, bad: Callable[[str, str], None]) -> None:
@@ -369,7 +373,8 @@ SITE_SETTINGS: Mapping[str, str] = MappingProxyType(
         "tags": "extra tags for every resource (an object)",
         "anthropic_api": (
             'the Claude API as a third provider after Vertex: {"secret_arn", "residencies", "base_url", '
-            '"workspace_id"} (an existing Secrets Manager secret, full ARN), or null (the default: off)'
+            '"workspace_id", "kms_key_arn"} (an existing Secrets Manager secret, full ARN; the key ARN when a '
+            "customer managed key encrypts it), or null (the default: off)"
         ),
         "catalog_overrides": (
             'changes to the model catalog: {"models": {alias: {fields to change} | null}} (docs/models.md); '

@@ -286,6 +286,17 @@ class GatewayFunction(Construct):
                     resources=[config.anthropic_api.secret_arn],
                 )
             )
+            if config.anthropic_api.kms_key_arn:
+                # A secret under a customer managed key: decrypt with that key, through Secrets Manager only.
+                secret_region = config.anthropic_api.secret_arn.split(":")[3]
+                self.role.add_to_policy(
+                    iam.PolicyStatement(
+                        sid="ClaudeApiKeyDecrypt",
+                        actions=["kms:Decrypt"],
+                        resources=[config.anthropic_api.kms_key_arn],
+                        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{secret_region}.amazonaws.com"}},
+                    )
+                )
 
         # Managed policies per residency, each under IAM's 6,144-character document limit. The same actions
         # cover both Bedrock APIs on bedrock-runtime: InvokeModel and the Messages-API endpoint

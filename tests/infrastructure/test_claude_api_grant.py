@@ -19,6 +19,7 @@ from tests.infrastructure.test_stateless import LWA_VARIABLES, _function, _list,
 
 pytestmark = pytest.mark.infrastructure
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:claude-gateway/dev/claude-api-key-AbC123"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,16 @@ def with_claude_api(tmp_path_factory):
         load("dev"), anthropic_api=AnthropicApi(secret_arn=SECRET, residencies=("us", "global"))
     )
     app = cdk.App(context=feature_flags(), outdir=str(tmp_path_factory.mktemp("cdk-claude-api")))
+    gateway = build(app, config)
+    apply_checks(app, list(PACKS))
+    app.synth()
+    return gateway, Template.from_stack(gateway.stateless)
+
+
+@pytest.fixture(scope="module")
+def with_claude_api_under_a_cmk(tmp_path_factory):
+    config = dataclasses.replace(load("dev"), anthropic_api=AnthropicApi(secret_arn=SECRET, kms_key_arn=KEY))
+    app = cdk.App(context=feature_flags(), outdir=str(tmp_path_factory.mktemp("cdk-claude-api-cmk")))
     gateway = build(app, config)
     apply_checks(app, list(PACKS))
     app.synth()
@@ -57,6 +68,21 @@ def test_the_function_reads_exactly_that_secret(with_claude_api):
     assert json.loads(variables["ANTHROPIC_API_RESIDENCIES"]) == ["us", "global"]
 
 
+def test_no_kms_grant_for_a_secret_under_the_aws_managed_key(with_claude_api):
+    _, template = with_claude_api
+    assert not [s for s in _statements(template) if KEY in json.dumps(s.get("Resource"))]
+
+
+def test_a_secret_under_a_customer_managed_key_may_be_decrypted_through_secrets_manager_only(
+    with_claude_api_under_a_cmk,
+):
+    gateway, template = with_claude_api_under_a_cmk
+    [decrypt] = [s for s in _statements(template) if s.get("Resource") == KEY]
+    assert _list(decrypt["Action"]) == ["kms:Decrypt"]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+    assert _findings(gateway.stateless) == []
+
+
 def test_cdk_nag_stays_clean(with_claude_api):
     gateway, _ = with_claude_api
     assert _findings(gateway.stateless) == []
@@ -71,6 +97,7 @@ def test_cdk_nag_stays_clean(with_claude_api):
         (AnthropicApi(secret_arn=SECRET, residencies=()), "anthropic_api.residencies"),
         (AnthropicApi(secret_arn=SECRET, residencies=("moon",)), "anthropic_api.residencies"),
         (AnthropicApi(secret_arn=SECRET, base_url="http://api.example.com"), "anthropic_api.base_url"),
+        (AnthropicApi(secret_arn=SECRET, kms_key_arn="alias/claude-api"), "anthropic_api.kms_key_arn"),
     ],
 )
 def test_invalid_configuration_names_the_field(api, field):
