@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,13 @@ def test_model_ids_per_api() -> None:
     assert claude_api_model_id(OPUS_47, "global") == "claude-opus-4-7"
     assert claude_api_model_id(HAIKU_45, "global") == "claude-haiku-4-5-20251001"
     assert claude_api_model_id(SONNET_4, "global") is None
+
+
+def test_the_claude_api_is_not_sent_a_model_past_its_end_of_life_there():
+    sonnet_45 = CATALOG.lookup("claude-sonnet-4-5")  # deprecated; end of life on the Claude API 2026-11-30
+    end = date.fromisoformat(sonnet_45.lifecycle.end_of_life)
+    assert claude_api_model_id(sonnet_45, "global", today=end) == sonnet_45.anthropic_id
+    assert claude_api_model_id(sonnet_45, "global", today=end + timedelta(days=1)) is None
 
 
 @pytest.mark.parametrize(

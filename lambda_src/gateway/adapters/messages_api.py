@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import anyio
@@ -404,9 +405,17 @@ def bedrock_messages_model_id(id_form: str) -> Callable[[CatalogEntry, str], str
     return model_id
 
 
-def claude_api_model_id(entry: CatalogEntry, residency: str) -> str | None:
-    """The Claude API serves an entry under its Claude API id, unless it retired there."""
-    return None if entry.lifecycle.status == "retired" else entry.anthropic_id
+def claude_api_model_id(entry: CatalogEntry, residency: str, *, today: date | None = None) -> str | None:
+    """The Claude API serves an entry under its Claude API id, unless it retired there: the catalog's
+    lifecycle is the Claude API's schedule (docs/models.md), so a deprecated model is not sent there after
+    its end-of-life date, even before the catalog marks it retired (Bedrock and Vertex keep their own)."""
+    lifecycle = entry.lifecycle
+    if lifecycle.status == "retired":
+        return None
+    today = today or datetime.now(UTC).date()
+    if lifecycle.end_of_life is not None and today > date.fromisoformat(lifecycle.end_of_life):
+        return None
+    return entry.anthropic_id
 
 
 def claude_api_region(base_url: str) -> str:
