@@ -1,6 +1,7 @@
 """The usage table as a QuotaStore: holds and leases written as single transactions, each exactly once.
 
-What to write comes from the domain (metering.py, leases.py); this module only writes and reads it.
+What to write comes from the domain (metering.py, hot_leases.py, tenant_pools.py, leases.py); this module only
+writes and reads it.
 
 - acquire: one TransactWriteItems that adds the grant to each window item (conditional: every limited
   counter stays within its limit, or the item is new, created with its TTL), creates the hold's state item

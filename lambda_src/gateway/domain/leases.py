@@ -1,6 +1,7 @@
 """Holds and leases: budget this container took from a tenant's windows, and what its requests drew from it.
 
-Pure bookkeeping and sizing, no I/O: metering.py has the store write what these decide. The design, its
+Pure bookkeeping and sizing, no I/O: metering.py (a request's own hold), hot_leases.py (this container's
+leases) and tenant_pools.py (a hot tenant's pools) have the store write what these decide. The design, its
 bounds and the alternatives measured are in docs/tenancy.md ("Hot tenants") and
 docs/decisions/quota-hot-tenants.md.
 
@@ -278,6 +279,11 @@ class KeyState:
 
     def concurrency(self) -> int:
         return max((n for _, n in self.peak), default=1)
+
+    def forget_refusals(self, keys: Iterable[UsageKey]) -> None:
+        """A settlement returned budget: a local refusal on these items no longer stands."""
+        for k in keys:
+            self.refused.pop(k, None)
 
     def refused_at(self, keys: Iterable[UsageKey], amount: Amount, now: float) -> UsageKey | None:
         for k in keys:

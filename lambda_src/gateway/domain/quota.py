@@ -1,9 +1,10 @@
 """Quota windows and their arithmetic (steps 3 and 7): keys, limits, reservations, headers.
 
 Pure logic, no I/O. A `plan` lists the window items one request charges; metering.py takes its amount
-from a hold or a lease (leases.py), which the store writes as one transaction of conditional updates
-(each counter + amount <= limit). The reservation is an upper bound (estimated input + max_tokens), so
-counters are never under the true usage, even if the process dies between reservation and settlement.
+from a hold, or hot_leases.py from a lease (leases.py), which the store writes as one transaction of
+conditional updates (each counter + amount <= limit). The reservation is an upper bound (estimated input +
+max_tokens), so counters are never under the true usage, even if the process dies between reservation and
+settlement.
 """
 
 from __future__ import annotations
