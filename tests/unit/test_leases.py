@@ -125,3 +125,16 @@ def test_the_tenants_quota_hot_mark_is_read_with_its_partition():
     assert tenant_items.tenant_from_items([config]).quota_hot_until == 0.0
     assert tenant_items.tenant_from_items([config, hot]).quota_hot_until == 1_800_000_000.0
     assert tenant_items.quota_hot_key("acme") == {"pk": "TENANT#acme", "sk": "QUOTA#HOT"}
+
+
+def test_a_container_forgets_the_locks_of_keys_it_no_longer_serves():
+    from gateway.domain.metering_state import MeteringState
+
+    policy = LeasePolicy()
+    shared = MeteringState(None, clock=lambda: 0.0, policy=policy, owner="c", new_id=lambda: "id")
+    for n in range(300):
+        key = f"USAGE#t{n}"
+        shared.key_state(key)
+        shared.lock(key), shared.lock(f"hold:{key}")  # a lease's lock and a hold's
+    shared.forget_old(policy.hot_seconds + 1)
+    assert shared.keys == {} and shared.locks == {}

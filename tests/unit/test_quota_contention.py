@@ -106,3 +106,32 @@ async def test_contention_is_audited_as_error_not_denied() -> None:
     assert response.status_code == 429
     [outcome] = world.audit.outcomes
     assert (outcome.outcome, outcome.quota_decision) == ("error", "error")
+
+
+class RefusingStore:
+    """Every hold refused by the window at `index`, as a failed condition on that item refuses it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    async def acquire(self, grant, returning=None, *, patient=True):
+        from gateway.domain.ports import WindowRefused
+
+        raise WindowRefused(self.index, None)
+
+
+async def test_a_refusal_after_every_attempt_names_the_window_that_refused() -> None:
+    quota_, _ = make(ConflictingClient(conflicts=0))
+    quota_.store = RefusingStore(index=1)
+
+    async def pools_gave_back(*args, **kwargs) -> bool:
+        return True  # the pools gave back what they held: each attempt tries the window item again
+
+    quota_.pools.hold = pools_gave_back
+    limits = tenancy_model.Limits(requests_per_minute=100, tokens_per_day=10_000)
+    plan = quota.plan("t1", "p1", limits, tenancy_model.Limits(), quota.Amount(1, 100, 10), 1_700_000_000.0)
+    state = quota_._keys.setdefault("USAGE#t1", KeyState())
+    with pytest.raises(RateLimitError) as refused:
+        await quota_._hold(state, plan, switch=False)
+    assert plan.charges[1].window.name == "day"
+    assert refused.value.message == quota.refusal_message(plan.charges[1])

@@ -200,6 +200,7 @@ class QuotaService:
         shared = self.shared
         amount = plan.amount
         reaped = drained = False
+        refusing = plan.charges[0]  # the window that refused last, for the 429 when every attempt is spent
         for attempt in range(4):
             now = self.clock()
             if attempt == 0 and (now < state.probe_until or self.hot.is_hot(state, now)):
@@ -207,6 +208,7 @@ class QuotaService:
                 # transaction blocks and which costs a tenth of a refused write, says whether it can fit.
                 full = await self._full(plan)
                 if full is not None:
+                    refusing = full
                     pooled = await self.pools.hold(state, plan, drain=not drained)
                     if isinstance(pooled, Lease):
                         return pooled
@@ -228,7 +230,7 @@ class QuotaService:
                 await shared.abandon(grant)
                 raise
             except WindowRefused as refused:
-                charge = plan.charges[refused.index]
+                charge = refusing = plan.charges[refused.index]
                 if refused.counters is not None:
                     shared.known[(charge.pk, charge.sk)] = refused.counters
                 pooled = await self.pools.hold(state, plan, drain=not drained)
@@ -253,7 +255,7 @@ class QuotaService:
             state.holds.add(hold)
             shared.add_known(grant.keys, grant.amounts)
             return hold
-        raise self._refused(state, plan, plan.charges[0], self.clock())
+        raise self._refused(state, plan, refusing, self.clock())
 
     async def _full(self, plan: QuotaPlan) -> WindowCharge | None:
         """The first limited window item that the plan's amount does not fit, as read now."""

@@ -151,6 +151,7 @@ class MeteringState:
                 if not state.leases() and now - state.last_used > self.policy.hot_seconds:
                     del self.keys[key]
                     self.locks.pop(key, None)
+                    self.locks.pop(f"hold:{key}", None)
 
 
 def keys_of(charges: Iterable[WindowCharge]) -> tuple[UsageKey, ...]:
