@@ -107,6 +107,9 @@ def create_app(
             close = getattr(upstream, "aclose", None)
             if close is not None:
                 await close()
+        from gateway.adapters import aws_loop
+
+        await aws_loop.aclose()  # the AWS connections this loop kept
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -1,0 +1,509 @@
+"""botocore calls awaited on the event loop: botocore builds, signs, retries and parses; h11 speaks HTTP.
+
+A botocore client blocks, so every call used to cross to a worker thread and back. `call(client,
+"put_record", **params)` runs botocore's own call in two halves instead, as aiobotocore does with aiohttp
+(docs/decisions/aws-calls-on-the-event-loop.md):
+
+1. botocore's method, synchronously on the loop: parameter events, validation, endpoint rules,
+   serialization, `before-call` (its handlers, and a stub's answer when a test registered one). A last
+   `before-call` handler, active only inside `call`, stops the call there and hands over the request.
+2. botocore's send loop (Endpoint._send_request and _do_get_response), awaited: `create_request` signs
+   each attempt; `before-send` may answer or raise instead of the network, as in botocore; the answer is
+   parsed by botocore's parser; `needs-retry` asks botocore's retry handler (standard mode's
+   classification, backoff and retry quota) and its delay is awaited; then `after-call`, and botocore's
+   modeled exception for an error answer (a ClientError with botocore's response shape).
+
+The request goes out over asyncio streams with h11 (the HTTP/1.1 protocol library httpx is built on),
+on connections kept per event loop and host: botocore's HTTP goes through urllib3 on a thread, and httpx's
+AsyncClient costs more CPU per request than that thread hop (docs/benchmarks.md). Its failures become the
+exceptions botocore's URLLib3Session raises (ConnectTimeoutError, ReadTimeoutError,
+EndpointConnectionError, ConnectionClosedError, HTTPClientError), so botocore's retries and the
+adapters' "unknown outcome" checks see what they saw before. The client's connect and read timeouts,
+CA bundle (or verify=False) and TCP keep-alive apply.
+
+What is not a plain request goes through botocore's own HTTP session on a thread: a configured proxy or
+client certificate, a streamed or `Expect` request body. A client that is not a botocore client (tests'
+fakes), or a botocore without what this relies on, is called on a thread as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+import ssl
+import weakref
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+_deferring: contextvars.ContextVar[bool] = contextvars.ContextVar("gateway_aws_loop_deferring", default=False)
+_HANDLER_ID = "gateway-aws-loop-defer"
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+# Idle connections kept per host and loop; more may be open at once, as urllib3's non-blocking pool does.
+_IDLE_PER_HOST = 16
+_READ_SIZE = 65536
+
+
+async def call(client: Any, method: str, /, **params: Any) -> Any:
+    """`client.<method>(**params)`, awaited without a thread; its answer and exceptions are botocore's."""
+    state = _state(client)
+    if state is None:
+        return await asyncio.to_thread(getattr(client, method), **params)
+    token = _deferring.set(True)
+    try:
+        return getattr(client, method)(**params)  # answered without sending (a stub): botocore's answer
+    except _Deferred as deferred:
+        built = deferred
+    finally:
+        _deferring.reset(token)
+    return await _finish(state, built)
+
+
+async def aclose() -> None:
+    """Close this loop's connections (the app's shutdown, tests)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        pool.close()
+
+
+# -- botocore's half ------------------------------------------------------------------------------
+
+
+class _Deferred(Exception):
+    """Raised by the last `before-call` handler: the request as botocore built it, not yet sent."""
+
+    def __init__(self, model: Any, request_dict: dict[str, Any], context: dict[str, Any], ctx: Any) -> None:
+        super().__init__("deferred to the event loop")
+        self.model = model
+        self.request_dict = request_dict
+        self.context = context
+        self.ctx = ctx  # botocore's client context (user agent feature ids), for the steps that follow
+
+
+def _defer(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    if _deferring.get():
+        raise _Deferred(model, params, context, _get_context())
+
+
+def _get_context() -> Any:
+    try:
+        from botocore.context import get_context
+    except ImportError:  # an older botocore: no client context
+        return None
+    return get_context()
+
+
+class _Client:
+    """What `call` keeps per botocore client."""
+
+    def __init__(self, client: Any) -> None:
+        endpoint = client._endpoint
+        for name in ("create_request", "_update_retries_context", "_add_modeled_error_fields"):
+            getattr(endpoint, name)  # present in every botocore this supports; missing: threads
+        session = endpoint.http_session
+        config = client.meta.config
+        self.endpoint = endpoint
+        self.http_session = session
+        self.events = client.meta.events
+        self.exceptions = client.exceptions
+        self.config = config
+        self.service_id = client.meta.service_model.service_id.hyphenize()
+        self.parser_factory = endpoint._response_parser_factory
+        self.connect_timeout = config.connect_timeout
+        self.read_timeout = config.read_timeout
+        self.keepalive = bool(getattr(config, "tcp_keepalive", False))
+        verify = getattr(session, "_verify", True)
+        self.tls_key = verify if isinstance(verify, str) else bool(verify)
+        # Requests this transport does not send itself go through botocore's session (on a thread).
+        self.own_transport = not (
+            getattr(config, "proxies", None)
+            or getattr(config, "client_cert", None)
+            or any(os.environ.get(name) for name in _PROXY_VARIABLES)
+        )
+        client.meta.events.register_last("before-call", _defer, unique_id=_HANDLER_ID)
+
+
+_clients: weakref.WeakKeyDictionary[Any, _Client | None] = weakref.WeakKeyDictionary()
+
+
+def _state(client: Any) -> _Client | None:
+    try:
+        return _clients[client]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: not a botocore client
+        return None
+    from botocore.client import BaseClient
+
+    state = None
+    if isinstance(client, BaseClient):
+        try:
+            state = _Client(client)
+        except Exception as exc:  # a botocore without what this needs: threads, as before
+            log.warning("%s calls stay on threads: %r", type(client).__name__, exc)
+    _clients[client] = state
+    return state
+
+
+class _botocore_context:
+    """The call's botocore client context around the synchronous steps (signing reads it)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.token: Any = None
+
+    def __enter__(self) -> None:
+        if self.ctx is not None:
+            from botocore.context import set_context
+
+            self.token = set_context(self.ctx)
+
+    def __exit__(self, *_: Any) -> None:
+        if self.token is not None:
+            from botocore.context import reset_context
+
+            reset_context(self.token)
+            self.token = None
+
+
+async def _finish(state: _Client, built: _Deferred) -> Any:
+    """The rest of BaseClient._make_api_call, from its request being built."""
+    model, request_dict, request_context = built.model, built.request_dict, built.context
+    with _botocore_context(built.ctx):
+        _compress_and_checksum(state, request_dict, model)
+    try:
+        http, parsed = await _send_request(state, request_dict, model, built.ctx)
+    except Exception as exc:
+        state.events.emit(f"after-call-error.{state.service_id}.{model.name}", exception=exc, context=request_context)
+        raise
+    state.events.emit(
+        f"after-call.{state.service_id}.{model.name}",
+        http_response=http,
+        parsed=parsed,
+        model=model,
+        context=request_context,
+    )
+    if http.status_code >= 300:
+        code = request_context.get("error_code_override") or parsed.get("Error", {}).get("Code")
+        raise state.exceptions.from_code(code)(parsed, model.name)
+    return parsed
+
+
+def _compress_and_checksum(state: _Client, request_dict: dict[str, Any], model: Any) -> None:
+    try:
+        from botocore.compress import maybe_compress_request
+    except ImportError:  # an older botocore: no request compression
+        pass
+    else:
+        maybe_compress_request(state.config, request_dict, model)
+    from botocore.httpchecksum import apply_request_checksum
+
+    apply_request_checksum(request_dict)
+
+
+async def _send_request(state: _Client, request_dict: dict[str, Any], model: Any, ctx: Any) -> tuple[Any, Any]:
+    """Endpoint._send_request: attempts until botocore's retry handler says stop, its delays awaited."""
+    endpoint = state.endpoint
+    context = request_dict["context"]
+    attempts = 1
+    with _botocore_context(ctx):
+        endpoint._update_retries_context(context, attempts)
+        request = endpoint.create_request(request_dict, model)
+    while True:
+        success, exception = await _get_response(state, request, model, context)
+        delay = _first(
+            state.events.emit(
+                f"needs-retry.{state.service_id}.{model.name}",
+                response=success,
+                endpoint=endpoint,
+                operation=model,
+                attempts=attempts,
+                caught_exception=exception,
+                request_dict=request_dict,
+            )
+        )
+        if delay is None or delay is False:
+            break
+        await asyncio.sleep(delay)
+        attempts += 1
+        with _botocore_context(ctx):
+            endpoint._update_retries_context(context, attempts, success)
+            request.reset_stream()
+            request = endpoint.create_request(request_dict, model)  # signed again
+    if success is not None and "ResponseMetadata" in success[1]:
+        success[1]["ResponseMetadata"]["RetryAttempts"] = attempts - 1
+    if exception is not None:
+        raise exception
+    return success
+
+
+def _first(responses: list[tuple[Any, Any]]) -> Any:
+    for _, response in responses:
+        if response is not None:
+            return response
+    return None
+
+
+async def _get_response(state: _Client, request: Any, model: Any, context: dict[str, Any]) -> tuple[Any, Any]:
+    """Endpoint._get_response: (success, exception), success being (http_response, parsed)."""
+    from botocore.endpoint import convert_to_response_dict
+    from botocore.httpchecksum import handle_checksum_body
+
+    success: Any = None
+    exception: Exception | None = None
+    try:
+        http = _first(state.events.emit(f"before-send.{state.service_id}.{model.name}", request=request))
+        if http is None:
+            http = await _send(state, request)
+    except Exception as exc:  # as botocore: the retry handler decides what a failure to send means
+        exception = exc
+    else:
+        response_dict = convert_to_response_dict(http, model)
+        handle_checksum_body(http, response_dict, context, model)
+        customized: dict[str, Any] = {}
+        state.events.emit(
+            f"before-parse.{state.service_id}.{model.name}",
+            operation_model=model,
+            response_dict=response_dict,
+            customized_response_dict=customized,
+        )
+        parser = state.parser_factory.create_parser(model.service_model.resolved_protocol)
+        parsed = parser.parse(response_dict, model.output_shape)
+        parsed.update(customized)
+        if http.status_code >= 300:
+            state.endpoint._add_modeled_error_fields(response_dict, parsed, model, parser)
+        success = (http, parsed)
+    state.events.emit(
+        f"response-received.{state.service_id}.{model.name}",
+        response_dict=convert_to_response_dict(success[0], model) if success is not None else None,
+        parsed_response=success[1] if success is not None else None,
+        context=context,
+        exception=exception,
+    )
+    return success, exception
+
+
+# -- the HTTP half --------------------------------------------------------------------------------
+
+
+async def _send(state: _Client, request: Any) -> Any:
+    """The signed request, sent; an AWSResponse, or botocore's exception for what went wrong."""
+    body = request.body
+    if not state.own_transport or not isinstance(body, (bytes, bytearray, str, type(None))) or "Expect" in request.headers:
+        return await asyncio.to_thread(state.http_session.send, request)
+    from botocore import exceptions as e
+
+    url = request.url
+    try:
+        return await _pool().exchange(state, request, url, body)
+    except _ConnectFailed as failed:
+        cause = failed.__cause__
+        if isinstance(cause, TimeoutError):
+            raise e.ConnectTimeoutError(endpoint_url=url, error=cause) from None
+        if isinstance(cause, ssl.SSLError):
+            raise e.SSLError(endpoint_url=url, error=cause) from None
+        raise e.EndpointConnectionError(endpoint_url=url, error=cause) from None
+    except TimeoutError as exc:
+        raise e.ReadTimeoutError(endpoint_url=url, error=exc) from None
+    except (OSError, EOFError, _h11().ProtocolError) as exc:
+        raise e.ConnectionClosedError(endpoint_url=url, request=request, error=exc) from None
+
+
+def _h11() -> Any:
+    import h11
+
+    return h11
+
+
+class _ConnectFailed(Exception):
+    """Opening the connection failed (its cause says why): nothing was sent."""
+
+
+class _Connection:
+    __slots__ = ("key", "reader", "writer", "h11")
+
+    def __init__(self, key: tuple[Any, ...], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.key = key
+        self.reader = reader
+        self.writer = writer
+        self.h11 = _h11().Connection(_h11().CLIENT)
+
+    def reusable(self) -> bool:
+        h11 = _h11()
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Pool:
+    """This loop's kept-alive connections, by scheme, host, port and TLS settings."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[Any, ...], list[_Connection]] = {}
+        self.contexts: dict[Any, ssl.SSLContext] = {}
+
+    async def exchange(self, state: _Client, request: Any, url: str, body: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        host = parts.hostname or ""
+        key = (tls, host, port, state.tls_key if tls else None, state.keepalive)
+        # Host as http.client sends it (and as SigV4 signed it): the port only when not the default.
+        authority = parts.netloc.rsplit("@", 1)[-1]
+        if parts.port in (443 if tls else 80,):
+            authority = authority.rsplit(":", 1)[0]
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        content = body.encode() if isinstance(body, str) else bytes(body or b"")
+        headers = [("Host", authority)]
+        for name, value in request.headers.items():
+            headers.append((name, value))
+        if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
+            headers.append(("Content-Length", str(len(content))))
+        connection = await self._connection(state, key)
+        done = False
+        try:
+            status, response_headers, data = await self._round_trip(
+                connection, request.method, target, headers, content, state.read_timeout
+            )
+            done = connection.reusable()
+        finally:
+            if done:
+                self._release(connection)
+            else:
+                connection.close()
+        return AWSResponse(url, status, response_headers, _Body(data))
+
+    async def _connection(self, state: _Client, key: tuple[Any, ...]) -> _Connection:
+        idle = self.idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if not connection.reader.at_eof() and not connection.writer.is_closing():
+                return connection
+            connection.close()  # the server closed it while it was idle
+        tls, host, port = key[0], key[1], key[2]
+        try:
+            async with asyncio.timeout(state.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=self._context(state) if tls else None,
+                    server_hostname=host if tls else None,
+                    limit=_READ_SIZE,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise _ConnectFailed() from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if state.keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return _Connection(key, reader, writer)
+
+    def _context(self, state: _Client) -> ssl.SSLContext:
+        context = self.contexts.get(state.tls_key)
+        if context is None:
+            from botocore.httpsession import create_urllib3_context, get_cert_path
+
+            context = create_urllib3_context()
+            if state.tls_key is False:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.check_hostname = True
+                context.load_verify_locations(get_cert_path(state.tls_key))
+            self.contexts[state.tls_key] = context
+        return context
+
+    @staticmethod
+    async def _round_trip(
+        connection: _Connection, method: str, target: str, headers: list[tuple[str, Any]], content: bytes, timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        h11 = _h11()
+        conn = connection.h11
+        out = conn.send(h11.Request(method=method, target=target, headers=headers))
+        if content:
+            out += conn.send(h11.Data(data=content))
+        out += conn.send(h11.EndOfMessage())
+        connection.writer.write(out)
+        status = 0
+        response_headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+        async with asyncio.timeout(timeout) as deadline:
+            await connection.writer.drain()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    deadline.reschedule(asyncio.get_running_loop().time() + timeout)  # per read, as urllib3's
+                    conn.receive_data(await connection.reader.read(_READ_SIZE))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                    for name, value in event.headers:
+                        key = name.decode("latin-1")
+                        text = value.decode("latin-1")
+                        response_headers[key] = f"{response_headers[key]}, {text}" if key in response_headers else text
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise EOFError("the connection closed before the answer ended")
+        return status, response_headers, b"".join(chunks)
+
+    def _release(self, connection: _Connection) -> None:
+        connection.h11.start_next_cycle()
+        idle = self.idle.setdefault(connection.key, [])
+        if len(idle) < _IDLE_PER_HOST:
+            idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        for idle in self.idle.values():
+            for connection in idle:
+                connection.close()
+        self.idle.clear()
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
+def _pool() -> _Pool:
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = _Pool()
+    return pool
+
+
+class _Body:
+    """An answer's bytes as urllib3's response offers them to botocore (stream, read, close)."""
+
+    __slots__ = ("_data", "_offset")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._offset = 0
+
+    def stream(self, amt: int = _READ_SIZE, decode_content: Any = None) -> Iterator[bytes]:
+        while chunk := self.read(amt):
+            yield chunk
+
+    def read(self, amt: int | None = None, decode_content: Any = None) -> bytes:
+        end = len(self._data) if amt is None else min(len(self._data), self._offset + amt)
+        chunk = self._data[self._offset : end]
+        self._offset = end
+        return chunk
+
+    def close(self) -> None:
+        pass
