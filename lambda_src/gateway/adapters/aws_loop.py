@@ -259,7 +259,7 @@ async def _get_response(state: _Client, request: Any, model: Any, context: dict[
     try:
         http = _first(state.events.emit(f"before-send.{state.service_id}.{model.name}", request=request))
         if http is None:
-            http = await _send(state, request)
+            http = await _send(state, request, streamed=model.has_event_stream_output)
     except Exception as exc:  # as botocore: the retry handler decides what a failure to send means
         exception = exc
     else:
@@ -291,8 +291,9 @@ async def _get_response(state: _Client, request: Any, model: Any, context: dict[
 # -- the HTTP half --------------------------------------------------------------------------------
 
 
-async def _send(state: _Client, request: Any) -> Any:
-    """The signed request, sent; an AWSResponse, or botocore's exception for what went wrong."""
+async def _send(state: _Client, request: Any, *, streamed: bool = False) -> Any:
+    """The signed request, sent; an AWSResponse, or botocore's exception for what went wrong. A `streamed`
+    (event-stream) answer that succeeded comes with its body unread: `raw` is a _Stream."""
     body = request.body
     if not state.own_transport or not isinstance(body, (bytes, bytearray, str, type(None))) or "Expect" in request.headers:
         return await asyncio.to_thread(state.http_session.send, request)
@@ -300,7 +301,7 @@ async def _send(state: _Client, request: Any) -> Any:
 
     url = request.url
     try:
-        return await _pool().exchange(state, request, url, body)
+        return await _pool().exchange(state, request, url, body, streamed=streamed)
     except _ConnectFailed as failed:
         cause = failed.__cause__
         if isinstance(cause, TimeoutError):
@@ -333,6 +334,27 @@ class _Connection:
         self.writer = writer
         self.h11 = _h11().Connection(_h11().CLIENT)
 
+    async def next_event(self, timeout: float) -> Any:
+        """h11's next event, reading from the socket as it needs (each read within `timeout`, as urllib3's)."""
+        h11 = _h11()
+        while (event := self.h11.next_event()) is h11.NEED_DATA:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(_READ_SIZE)
+            self.h11.receive_data(data)
+        return event
+
+    async def next_data(self, timeout: float) -> bytes | None:
+        """The body's next bytes as they arrived (what arrived together, together); None at its end."""
+        h11 = _h11()
+        while True:
+            event = await self.next_event(timeout)
+            if isinstance(event, h11.Data):
+                return bytes(event.data)
+            if isinstance(event, h11.EndOfMessage):
+                return None
+            if isinstance(event, h11.ConnectionClosed):
+                raise EOFError("the connection closed before the answer ended")
+
     def reusable(self) -> bool:
         h11 = _h11()
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
@@ -348,7 +370,7 @@ class _Pool:
         self.idle: dict[tuple[Any, ...], list[_Connection]] = {}
         self.contexts: dict[Any, ssl.SSLContext] = {}
 
-    async def exchange(self, state: _Client, request: Any, url: str, body: Any) -> Any:
+    async def exchange(self, state: _Client, request: Any, url: str, body: Any, *, streamed: bool = False) -> Any:
         from botocore.awsrequest import AWSResponse
 
         parts = urlsplit(url)
@@ -370,16 +392,20 @@ class _Pool:
         if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
             headers.append(("Content-Length", str(len(content))))
         connection = await self._connection(state, key)
-        done = False
+        kept = released = False
         try:
-            status, response_headers, data = await self._round_trip(
+            status, response_headers = await self._send_and_read_head(
                 connection, request.method, target, headers, content, state.read_timeout
             )
-            done = connection.reusable()
+            if streamed and 200 <= status < 300:  # the body is read as it arrives, by whoever holds the answer
+                kept = True
+                return AWSResponse(url, status, response_headers, _Stream(self, connection, url, state.read_timeout))
+            data = await self._read_body(connection, state.read_timeout)
+            released = connection.reusable()
         finally:
-            if done:
+            if released:
                 self._release(connection)
-            else:
+            elif not kept:
                 connection.close()
         return AWSResponse(url, status, response_headers, _Body(data))
 
@@ -426,9 +452,9 @@ class _Pool:
         return context
 
     @staticmethod
-    async def _round_trip(
+    async def _send_and_read_head(
         connection: _Connection, method: str, target: str, headers: list[tuple[str, Any]], content: bytes, timeout: float
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, dict[str, str]]:
         h11 = _h11()
         conn = connection.h11
         out = conn.send(h11.Request(method=method, target=target, headers=headers))
@@ -436,29 +462,26 @@ class _Pool:
             out += conn.send(h11.Data(data=content))
         out += conn.send(h11.EndOfMessage())
         connection.writer.write(out)
-        status = 0
-        response_headers: dict[str, str] = {}
-        chunks: list[bytes] = []
-        async with asyncio.timeout(timeout) as deadline:
+        async with asyncio.timeout(timeout):
             await connection.writer.drain()
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    deadline.reschedule(asyncio.get_running_loop().time() + timeout)  # per read, as urllib3's
-                    conn.receive_data(await connection.reader.read(_READ_SIZE))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                    for name, value in event.headers:
-                        key = name.decode("latin-1")
-                        text = value.decode("latin-1")
-                        response_headers[key] = f"{response_headers[key]}, {text}" if key in response_headers else text
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise EOFError("the connection closed before the answer ended")
-        return status, response_headers, b"".join(chunks)
+        while True:
+            event = await connection.next_event(timeout)
+            if isinstance(event, h11.Response):
+                headers_out: dict[str, str] = {}
+                for name, value in event.headers:
+                    key, text = name.decode("latin-1"), value.decode("latin-1")
+                    headers_out[key] = f"{headers_out[key]}, {text}" if key in headers_out else text
+                return event.status_code, headers_out
+            if isinstance(event, h11.ConnectionClosed):
+                raise EOFError("the connection closed before an answer came")
+            # an informational (1xx) answer: the real one follows
+
+    @staticmethod
+    async def _read_body(connection: _Connection, timeout: float) -> bytes:
+        chunks: list[bytes] = []
+        while (chunk := await connection.next_data(timeout)) is not None:
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _release(self, connection: _Connection) -> None:
         connection.h11.start_next_cycle()
@@ -507,3 +530,53 @@ class _Body:
 
     def close(self) -> None:
         pass
+
+
+class _Stream:
+    """An event-stream answer's body as it arrives: `async for data in stream` yields what arrived together.
+
+    botocore's EventStream keeps it as `_raw_stream`. The connection goes back to the pool at the body's
+    end, and is closed when the body is left unread (`close`, `aclose`, a failure or a cancellation)."""
+
+    def __init__(self, pool: _Pool, connection: _Connection, url: str, timeout: float) -> None:
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self._url = url
+        self._timeout = timeout
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        connection = self._connection
+        if connection is None:
+            raise StopAsyncIteration
+        from botocore import exceptions as e
+
+        try:
+            data = await connection.next_data(self._timeout)
+        except TimeoutError as exc:
+            self.close()
+            raise e.ReadTimeoutError(endpoint_url=self._url, error=exc) from None
+        except (OSError, EOFError, _h11().ProtocolError) as exc:
+            self.close()
+            raise e.ResponseStreamingError(error=exc) from None
+        except BaseException:  # cancelled mid-read: the connection's state is unknown
+            self.close()
+            raise
+        if data is None:
+            self._connection = None
+            if connection.reusable():
+                self._pool._release(connection)
+            else:
+                connection.close()
+            raise StopAsyncIteration
+        return data
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def aclose(self) -> None:
+        self.close()
