@@ -1,5 +1,6 @@
 """Bedrock streams: the event-stream decoding (as botocore decodes it), the hand-over in batches, and the
-relay sending the events in hand in one write while the first goes out alone."""
+relay sending the events in hand in one write while the first goes out alone. The stream through the
+loop path, against an HTTP server, is in test_aws_loop.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.eventstream import ChecksumMismatch
+from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import EventStreamError
-from botocore.eventstream import EventStreamBuffer
 from gateway.adapters.bedrock import BedrockUpstream, _EventsThenError, decode
 
 from gatewayctl.local.eventstream import chunk_event, exception_event

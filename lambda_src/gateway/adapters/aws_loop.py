@@ -295,7 +295,11 @@ async def _send(state: _Client, request: Any, *, streamed: bool = False) -> Any:
     """The signed request, sent; an AWSResponse, or botocore's exception for what went wrong. A `streamed`
     (event-stream) answer that succeeded comes with its body unread: `raw` is a _Stream."""
     body = request.body
-    if not state.own_transport or not isinstance(body, (bytes, bytearray, str, type(None))) or "Expect" in request.headers:
+    if (
+        not state.own_transport
+        or not isinstance(body, (bytes, bytearray, str, type(None)))
+        or "Expect" in request.headers
+    ):
         return await asyncio.to_thread(state.http_session.send, request)
     from botocore import exceptions as e
 
@@ -453,7 +457,12 @@ class _Pool:
 
     @staticmethod
     async def _send_and_read_head(
-        connection: _Connection, method: str, target: str, headers: list[tuple[str, Any]], content: bytes, timeout: float
+        connection: _Connection,
+        method: str,
+        target: str,
+        headers: list[tuple[str, Any]],
+        content: bytes,
+        timeout: float,
     ) -> tuple[int, dict[str, str]]:
         h11 = _h11()
         conn = connection.h11
