@@ -152,13 +152,14 @@ async def server() -> AsyncIterator[Server]:
         await aws_loop.aclose()
 
 
-def client(service: str, url: str, **config: Any) -> Any:
+def client(service: str, url: str, *, verify: Any = None, **config: Any) -> Any:
     options = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 2, "read_timeout": 3, **config}
     session = botocore.session.get_session()
     made = session.create_client(
         service,
         region_name="us-east-1",
         endpoint_url=url,
+        verify=verify,
         aws_access_key_id=CREDENTIALS.access_key,
         aws_secret_access_key=CREDENTIALS.secret_key,
         aws_session_token=CREDENTIALS.token,
@@ -177,7 +178,7 @@ def no_backoff(made: Any) -> None:
             policy._retry_backoff._random = lambda: 0.0
 
 
-def signature_holds(received: Received) -> bool:
+def signature_holds(received: Received, credentials: Credentials = CREDENTIALS) -> bool:
     """What arrived, signed again with the same key and time, gives the Authorization that came with it."""
     signed = [
         p.split("=", 1)[1] for p in received.headers["authorization"].split(", ") if p.startswith("SignedHeaders")
@@ -195,7 +196,7 @@ def signature_holds(received: Received) -> bool:
         def _modify_request_before_signing(self, request: Any) -> None:  # keep the sent date and token
             pass
 
-    auth = At(CREDENTIALS, received.headers["authorization"].split("/")[3], "us-east-1")
+    auth = At(credentials, received.headers["authorization"].split("/")[3], "us-east-1")
     request.context["timestamp"] = received.headers["x-amz-date"]
     auth.add_auth(request)
     return request.headers["Authorization"] == received.headers["authorization"]
@@ -467,3 +468,62 @@ async def test_a_client_behind_a_proxy_sends_through_botocores_own_session(serve
     server.script = [json_answer(200, {"Item": KEY})]
     assert (await call(made, "get_item", TableName="usage", Key=KEY))["Item"] == KEY
     assert len(sent_by) == 1 and sent_by[0] != threading.main_thread().name
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (openssl), as (cert file, key file)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_is_verified_against_the_clients_ca_bundle(certificate) -> None:
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    state = Server(default=json_answer(200, {"Item": KEY}))
+    listener = await asyncio.start_server(state.serve, "127.0.0.1", 0, ssl=context)
+    url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    try:
+        once = {"retries": {"total_max_attempts": 1, "mode": "standard"}}
+        trusted = client("dynamodb", url, verify=str(cert), **once)
+        assert (await call(trusted, "get_item", TableName="usage", Key=KEY))["Item"] == KEY
+        assert signature_holds(state.received[0])
+        untrusted = client("dynamodb", url, **once)  # botocore's own CA bundle: it does not know this one
+        from botocore.exceptions import SSLError
+
+        with pytest.raises(SSLError):
+            await call(untrusted, "get_item", TableName="usage", Key=KEY)
+        assert len(state.received) == 1
+    finally:
+        listener.close()
+        await aws_loop.aclose()
