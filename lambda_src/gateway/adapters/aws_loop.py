@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -377,23 +378,11 @@ class _Pool:
     async def exchange(self, state: _Client, request: Any, url: str, body: Any, *, streamed: bool = False) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        parts = urlsplit(url)
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
-        host = parts.hostname or ""
+        tls, host, port, authority, target = _route(url)
         key = (tls, host, port, state.tls_key if tls else None, state.keepalive)
-        # Host as http.client sends it (and as SigV4 signed it): the port only when not the default.
-        authority = parts.netloc.rsplit("@", 1)[-1]
-        if parts.port in (443 if tls else 80,):
-            authority = authority.rsplit(":", 1)[0]
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
         content = body.encode() if isinstance(body, str) else bytes(body or b"")
-        headers = [("Host", authority)]
-        for name, value in request.headers.items():
-            headers.append((name, value))
-        if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
+        headers = [("Host", authority), *request.headers.items()]
+        if content and "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
             headers.append(("Content-Length", str(len(content))))
         connection = await self._connection(state, key)
         kept = released = False
@@ -471,8 +460,9 @@ class _Pool:
             out += conn.send(h11.Data(data=content))
         out += conn.send(h11.EndOfMessage())
         connection.writer.write(out)
-        async with asyncio.timeout(timeout):
-            await connection.writer.drain()
+        if connection.writer.transport.get_write_buffer_size():  # not all of it went out at once
+            async with asyncio.timeout(timeout):
+                await connection.writer.drain()
         while True:
             event = await connection.next_event(timeout)
             if isinstance(event, h11.Response):
@@ -508,6 +498,20 @@ class _Pool:
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
+@functools.lru_cache(maxsize=256)
+def _route(url: str) -> tuple[bool, str, int, str, str]:
+    """(TLS, host, port, the Host header, the request target) of a URL. Host as http.client sends it (and
+    as SigV4 signed it): with the port only when it is not the scheme's default."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "https"
+    default = 443 if tls else 80
+    authority = parts.netloc.rsplit("@", 1)[-1]
+    if parts.port == default:
+        authority = authority.rsplit(":", 1)[0]
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return tls, parts.hostname or "", parts.port or default, authority, target
 
 
 def _pool() -> _Pool:
