@@ -527,3 +527,29 @@ async def test_https_is_verified_against_the_clients_ca_bundle(certificate) -> N
     finally:
         listener.close()
         await aws_loop.aclose()
+
+
+async def test_credentials_that_need_refreshing_are_refreshed_on_a_thread(server: Server) -> None:
+    from botocore.credentials import RefreshableCredentials
+
+    refreshed_on: list[str] = []
+
+    def refresh() -> dict[str, str]:
+        refreshed_on.append(threading.current_thread().name)
+        return {
+            "access_key": "AKIDEXAMPLE",
+            "secret_key": "secret",
+            "token": "token",
+            "expiry_time": "2999-01-01T00:00:00Z",
+        }
+
+    made = client("dynamodb", server.url)
+    expired = RefreshableCredentials.create_from_metadata(
+        {"access_key": "old", "secret_key": "old", "token": "old", "expiry_time": "2000-01-01T00:00:00Z"},
+        refresh,
+        "test",
+    )
+    made._request_signer._credentials = expired
+    await call(made, "get_item", TableName="usage", Key=KEY)
+    assert refreshed_on and threading.main_thread().name not in refreshed_on
+    assert signature_holds(server.received[0])  # signed with the refreshed key

@@ -21,8 +21,10 @@ EndpointConnectionError, ConnectionClosedError, HTTPClientError), so botocore's 
 adapters' "unknown outcome" checks see what they saw before. The client's connect and read timeouts,
 CA bundle (or verify=False) and TCP keep-alive apply.
 
-What is not a plain request goes through botocore's own HTTP session on a thread: a configured proxy or
-client certificate, a streamed or `Expect` request body. A client that is not a botocore client (tests'
+Credentials that need refreshing (not the Lambda's, which come from its environment) are refreshed on a
+thread before the call, as signing would refresh them in place and block the loop. What is not a plain
+request goes through botocore's own HTTP session on a thread: a configured proxy or client certificate, a
+streamed or `Expect` request body. A client that is not a botocore client (tests'
 fakes), or a botocore without what this relies on, is called on a thread as before.
 """
 
@@ -55,6 +57,10 @@ async def call(client: Any, method: str, /, **params: Any) -> Any:
     state = _state(client)
     if state is None:
         return await asyncio.to_thread(getattr(client, method), **params)
+    credentials = state.credentials
+    if credentials is not None and credentials.refresh_needed():
+        # Refreshing (a container credentials endpoint, STS) blocks: on a thread, before signing needs it.
+        await asyncio.to_thread(credentials.get_frozen_credentials)
     token = _deferring.set(True)
     try:
         return getattr(client, method)(**params)  # answered without sending (a stub): botocore's answer
@@ -115,6 +121,8 @@ class _Client:
         self.config = config
         self.service_id = client.meta.service_model.service_id.hyphenize()
         self.parser_factory = endpoint._response_parser_factory
+        credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+        self.credentials = credentials if callable(getattr(credentials, "refresh_needed", None)) else None
         self.connect_timeout = config.connect_timeout
         self.read_timeout = config.read_timeout
         self.keepalive = bool(getattr(config, "tcp_keepalive", False))
