@@ -381,7 +381,6 @@ class _Pool:
 
     def __init__(self) -> None:
         self.idle: dict[tuple[Any, ...], list[_Connection]] = {}
-        self.contexts: dict[Any, ssl.SSLContext] = {}
 
     async def exchange(self, state: _Client, request: Any, url: str, body: Any, *, streamed: bool = False) -> Any:
         from botocore.awsrequest import AWSResponse
@@ -423,7 +422,7 @@ class _Pool:
                 reader, writer = await asyncio.open_connection(
                     host,
                     port,
-                    ssl=self._context(state) if tls else None,
+                    ssl=_tls_context(state.tls_key) if tls else None,
                     server_hostname=host if tls else None,
                     limit=_READ_SIZE,
                 )
@@ -435,22 +434,6 @@ class _Pool:
             if state.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return _Connection(key, reader, writer)
-
-    def _context(self, state: _Client) -> ssl.SSLContext:
-        context = self.contexts.get(state.tls_key)
-        if context is None:
-            from botocore.httpsession import create_urllib3_context, get_cert_path
-
-            context = create_urllib3_context()
-            if state.tls_key is False:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                context.verify_mode = ssl.CERT_REQUIRED
-                context.check_hostname = True
-                context.load_verify_locations(get_cert_path(state.tls_key))
-            self.contexts[state.tls_key] = context
-        return context
 
     @staticmethod
     async def _send_and_read_head(
@@ -506,6 +489,28 @@ class _Pool:
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(verify: str | bool) -> ssl.SSLContext:
+    """botocore's TLS settings (its urllib3 context) with its CA bundle, or a path given as `verify`."""
+    from botocore.httpsession import create_urllib3_context, get_cert_path
+
+    context = create_urllib3_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+        context.load_verify_locations(get_cert_path(verify))
+    return context
+
+
+def warm() -> None:
+    """Pay at startup (in a thread) what the first call would: h11's import and loading the CA bundle."""
+    _h11()
+    _tls_context(True)
 
 
 @functools.lru_cache(maxsize=256)
