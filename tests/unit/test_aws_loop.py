@@ -115,7 +115,8 @@ class Server:
                     for piece in step:
                         if piece == "close":
                             return
-                        writer.write(conn.send(h11.Data(data=piece)))
+                        together = piece if isinstance(piece, tuple) else (piece,)  # chunks in one write
+                        writer.write(b"".join(conn.send(h11.Data(data=chunk)) for chunk in together))
                         await writer.drain()
                         await asyncio.sleep(0.01)
                     writer.write(conn.send(h11.EndOfMessage()))
@@ -387,6 +388,15 @@ async def test_an_event_stream_arrives_as_it_is_sent_and_its_connection_is_kept(
     assert reads == pieces  # each piece as it came, not all at the end
     await call(made, "invoke_model", modelId="m", body=b"{}")  # the same connection, back in the pool
     assert server.connections == 1
+
+
+async def test_chunks_that_arrive_together_are_read_together(server: Server) -> None:
+    made = bedrock(server.url)
+    pieces = [chunk_event(e) for e in events(4)]
+    server.script = [[pieces[0], tuple(pieces[1:])]]  # the sender's chunks 2-4 in one write
+    answer = await call(made, "invoke_model_with_response_stream", modelId="m", body=b"{}")
+    reads = [data async for data in answer["body"]._raw_stream]
+    assert reads == [pieces[0], b"".join(pieces[1:])]
 
 
 async def test_an_event_stream_left_unread_closes_its_connection(server: Server) -> None:

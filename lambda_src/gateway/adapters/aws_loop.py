@@ -339,13 +339,14 @@ class _ConnectFailed(Exception):
 
 
 class _Connection:
-    __slots__ = ("key", "reader", "writer", "h11")
+    __slots__ = ("key", "reader", "writer", "h11", "body_ended")
 
     def __init__(self, key: tuple[Any, ...], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.key = key
         self.reader = reader
         self.writer = writer
         self.h11 = _h11().Connection(_h11().CLIENT)
+        self.body_ended = False
 
     async def next_event(self, timeout: float) -> Any:
         """h11's next event, reading from the socket as it needs (each read within `timeout`, as urllib3's)."""
@@ -357,15 +358,26 @@ class _Connection:
         return event
 
     async def next_data(self, timeout: float) -> bytes | None:
-        """The body's next bytes as they arrived (what arrived together, together); None at its end."""
+        """The body's next bytes: once some came, all that h11 holds (what arrived together, together, however
+        many chunks the sender made of it); None at the body's end."""
         h11 = _h11()
+        if self.body_ended:
+            return None
+        pieces: list[bytes] = []
         while True:
-            event = await self.next_event(timeout)
-            if isinstance(event, h11.Data):
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage):
-                return None
-            if isinstance(event, h11.ConnectionClosed):
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                if pieces:
+                    return b"".join(pieces)
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(_READ_SIZE)
+                self.h11.receive_data(data)
+            elif isinstance(event, h11.Data):
+                pieces.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self.body_ended = True
+                return b"".join(pieces) if pieces else None
+            elif isinstance(event, h11.ConnectionClosed):
                 raise EOFError("the connection closed before the answer ended")
 
     def reusable(self) -> bool:
@@ -446,6 +458,7 @@ class _Pool:
     ) -> tuple[int, dict[str, str]]:
         h11 = _h11()
         conn = connection.h11
+        connection.body_ended = False
         out = conn.send(h11.Request(method=method, target=target, headers=headers))
         if content:
             out += conn.send(h11.Data(data=content))
