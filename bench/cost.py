@@ -16,7 +16,9 @@ dominates the Lambda line. The typical request: claude-sonnet-4-6 (lambda_src/ga
 The audit path is the project's own: the function puts two records a request on the Kinesis stream
 (on-demand), the audit writer Lambda (arm64, 512 MB; stacks/constructs/audit_trail.py) reads them in
 batches of up to 1,000 (a 30 s batching window) and writes one gzip NDJSON object per tenant and day in
-the batch to the Object Lock bucket, which Athena queries.
+the batch to the Object Lock bucket, which Athena queries. API Gateway's access log goes through a Firehose
+stream to a staging bucket, from which the access-log writer Lambda moves it into the same bucket.
+Fixed monthly costs (the on-demand stream's hour charge, KMS keys, WAF, alarms) are not per request.
 """
 
 from __future__ import annotations
@@ -61,7 +63,14 @@ PRICES = {
         "https://aws.amazon.com/kinesis/data-streams/pricing/",
     ),
     "kinesis_out": Price(0.04, "GB read, on-demand", "https://aws.amazon.com/kinesis/data-streams/pricing/"),
+    "firehose": Price(
+        0.029, "GB ingested, Direct PUT (each record rounded up to 5 KB)", "https://aws.amazon.com/firehose/pricing/"
+    ),
+    "logs": Price(
+        0.50, "GB of CloudWatch Logs ingested (standard class)", "https://aws.amazon.com/cloudwatch/pricing/"
+    ),
     "s3_put": Price(0.005, "1,000 PUT requests, S3 Standard", "https://aws.amazon.com/s3/pricing/"),
+    "s3_get": Price(0.0004, "1,000 GET requests, S3 Standard", "https://aws.amazon.com/s3/pricing/"),
     "s3_storage": Price(0.023, "GB-month, S3 Standard (first 50 TB)", "https://aws.amazon.com/s3/pricing/"),
     "athena": Price(5.00, "TB scanned", "https://aws.amazon.com/athena/pricing/"),
 }
@@ -89,6 +98,16 @@ OBJECTS_PER_BATCH = 1
 # latencies of about 100-200 ms for small objects
 # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance-design-patterns.html).
 S3_PUT_SECONDS = 0.2
+# API Gateway's access log: one line a request (stacks/audit_queries.py ACCESS_LOG_FORMAT, about 220 B) to a
+# Firehose Direct PUT stream, which bills each record as 5 KB, buffers 60 s or 5 MB and writes a staged object;
+# the access-log writer Lambda reads it and writes it into the audit bucket. At 100 requests a second (the
+# rate assumed here) that is an object a minute: a Firehose PUT, the writer's GET and PUT, and about 0.3 s
+# of the writer's time at 512 MB for 6,000 requests.
+ACCESS_LOG_RATE = 100
+ACCESS_LOG_WRITER_SECONDS = 0.3
+# CloudWatch Logs a request: the function's "request finished" JSON line (about 370 B as the gateway
+# writes it) and Lambda's START, END and REPORT lines (about 330 B).
+LOG_BYTES = 370 + 330
 
 
 def main(argv: list[str]) -> int:
@@ -229,6 +248,7 @@ def compute(memory_mb: int, model_seconds: float, design: str, input_tokens: int
     stored_gb = 2 * records["stored_bytes_per_record"] / GIB
     batches = 2 / WRITER_BATCH  # writer invocations per request, batches full
     writer_seconds = records["writer_cpu_ms_per_batch"] / 1000 + OBJECTS_PER_BATCH * S3_PUT_SECONDS
+    staged_objects = MILLION / (ACCESS_LOG_RATE * 60)  # per million requests
 
     def quota_line(name: str) -> tuple:
         writes = DESIGNS[name]
@@ -303,6 +323,30 @@ def compute(memory_mb: int, model_seconds: float, design: str, input_tokens: int
             p["s3_storage"],
         ),
         ("Athena", stored_gb * MILLION / 1024 * p["athena"].usd, "every record scanned once (compressed)", p["athena"]),
+        (
+            "Firehose (API Gateway access logs)",
+            5 * 1024 / GIB * p["firehose"].usd * MILLION,
+            "1 line a request, billed at 5 KB",
+            p["firehose"],
+        ),
+        (
+            "Access-log writer: Lambda time and S3 requests",
+            staged_objects
+            * (
+                (2 * p["s3_put"].usd + p["s3_get"].usd) / 1000
+                + ACCESS_LOG_WRITER_SECONDS * WRITER_MEMORY_MB / 1024 * p["lambda_arm_gbs"].usd
+                + p["lambda_requests"].usd / MILLION
+            ),
+            f"an object a minute at {ACCESS_LOG_RATE} requests a second: 2 PUTs, a GET, "
+            f"{ACCESS_LOG_WRITER_SECONDS * 1000:.0f} ms at {WRITER_MEMORY_MB} MB",
+            p["s3_put"],
+        ),
+        (
+            "CloudWatch Logs",
+            LOG_BYTES / GIB * p["logs"].usd * MILLION,
+            f"{LOG_BYTES} B a request: the function's line and Lambda's START, END and REPORT",
+            p["logs"],
+        ),
     ]
     gateway = sum(usd for _, usd, _, _ in lines)
     other = "leases" if design == "holds" else "holds"

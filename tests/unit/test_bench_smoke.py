@@ -51,7 +51,8 @@ def test_the_cost_table_adds_up_and_compares_with_the_model(monkeypatch) -> None
     assert table["share_percent"] == round(table["gateway_usd_per_million"] / 8250.0 * 100, 3)
     # The audit writer's own lines, not Firehose's; a hot tenant's leases priced beside the holds.
     items = [line["item"] for line in table["lines"]]
-    assert "Audit writer: Lambda arm64 time" in items and not any("Firehose" in item for item in items)
+    assert "Audit writer: Lambda arm64 time" in items and "Firehose (API Gateway access logs)" in items
+    assert not any("Firehose" in item and "audit" in item.lower() for item in items)
     assert table["other_design"]["design"] == "leases"
     assert table["other_design"]["gateway_usd_per_million"] < table["gateway_usd_per_million"]
     records = table["audit_records"]
