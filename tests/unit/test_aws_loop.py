@@ -563,3 +563,25 @@ async def test_credentials_that_need_refreshing_are_refreshed_on_a_thread(server
     await call(made, "get_item", TableName="usage", Key=KEY)
     assert refreshed_on and threading.main_thread().name not in refreshed_on
     assert signature_holds(server.received[0])  # signed with the refreshed key
+
+
+async def test_only_the_call_being_built_is_handed_over(server: Server) -> None:
+    # A before-call hook that makes a (blocking) call of its own on another client: that one is botocore's,
+    # whole, not handed over as if it were the call being built.
+    made, other = client("dynamodb", server.url), client("dynamodb", server.url)
+    await call(other, "get_item", TableName="usage", Key=KEY)  # the other client knows the loop path too
+
+    class Raw:
+        def stream(self, **_: Any):
+            yield json.dumps({"Item": KEY}).encode()
+
+    other.meta.events.register(
+        "before-send.dynamodb.GetItem", lambda request, **_: AWSResponse(request.url, 200, {}, Raw())
+    )
+    inner: list[Any] = []
+    made.meta.events.register(
+        "before-call.dynamodb.PutItem", lambda **_: inner.append(other.get_item(TableName="usage", Key=KEY)["Item"])
+    )
+    await call(made, "put_item", TableName="usage", Item=KEY)
+    assert inner == [KEY]
+    assert [json.loads(r.body).get("Item") for r in server.received] == [None, KEY]  # the first GetItem, the put

@@ -4,8 +4,8 @@ A botocore client blocks, so every call used to cross to a worker thread and bac
 "put_record", **params)` runs botocore's own call in two halves instead, as aiobotocore does with aiohttp
 (docs/decisions/aws-calls-on-the-event-loop.md):
 
-1. botocore's method, synchronously on the loop: parameter events, validation, endpoint rules,
-   serialization, `before-call` (its handlers, and a stub's answer when a test registered one). A last
+1. botocore's method, synchronously on the loop: parameter events, validation (when configured),
+   endpoint rules, serialization, `before-call` (its handlers, and a stub's answer when a test registered one). A last
    `before-call` handler, active only inside `call`, stops the call there and hands over the request.
 2. botocore's send loop (Endpoint._send_request and _do_get_response), awaited: `create_request` signs
    each attempt; `before-send` may answer or raise instead of the network, as in botocore; the answer is
@@ -44,7 +44,8 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-_deferring: contextvars.ContextVar[bool] = contextvars.ContextVar("gateway_aws_loop_deferring", default=False)
+# The request signer of the client whose call `call` is building: only that call is handed over.
+_deferring: contextvars.ContextVar[Any] = contextvars.ContextVar("gateway_aws_loop_deferring", default=None)
 _HANDLER_ID = "gateway-aws-loop-defer"
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 # Idle connections kept per host and loop; more may be open at once, as urllib3's non-blocking pool does.
@@ -61,7 +62,7 @@ async def call(client: Any, method: str, /, **params: Any) -> Any:
     if credentials is not None and credentials.refresh_needed():
         # Refreshing (a container credentials endpoint, STS) blocks: on a thread, before signing needs it.
         await asyncio.to_thread(credentials.get_frozen_credentials)
-    token = _deferring.set(True)
+    token = _deferring.set(state.signer)
     try:
         return getattr(client, method)(**params)  # answered without sending (a stub): botocore's answer
     except _Deferred as deferred:
@@ -92,8 +93,8 @@ class _Deferred(Exception):
         self.ctx = ctx  # botocore's client context (user agent feature ids), for the steps that follow
 
 
-def _defer(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    if _deferring.get():
+def _defer(model: Any, params: dict[str, Any], context: dict[str, Any], request_signer: Any = None, **_: Any) -> None:
+    if request_signer is not None and _deferring.get() is request_signer:
         raise _Deferred(model, params, context, _get_context())
 
 
@@ -115,13 +116,14 @@ class _Client:
         session = endpoint.http_session
         config = client.meta.config
         self.endpoint = endpoint
+        self.signer = client._request_signer
         self.http_session = session
         self.events = client.meta.events
         self.exceptions = client.exceptions
         self.config = config
         self.service_id = client.meta.service_model.service_id.hyphenize()
         self.parser_factory = endpoint._response_parser_factory
-        credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+        credentials = getattr(self.signer, "_credentials", None)
         self.credentials = credentials if callable(getattr(credentials, "refresh_needed", None)) else None
         self.connect_timeout = config.connect_timeout
         self.read_timeout = config.read_timeout
