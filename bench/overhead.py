@@ -6,8 +6,8 @@
 2. With the real adapters, as the Lambda runs it (uvicorn, Settings.from_env, the DynamoDB tenancy/quota
    and Kinesis audit adapters against loopback stand-ins, claims in an API Gateway-shaped request
    context): the gateway process's CPU time per request (/proc, all threads), whole and streamed, and the
-   AWS calls per request as the stand-ins counted them. `--baseline REF` runs the gateway's code at REF
-   too, each with its own stand-ins, alternating blocks of requests, so both see the same machine.
+   AWS calls per request as the stand-ins counted them. `--baseline REF` (repeatable) runs the gateway's
+   code at REF too, each with its own stand-ins, alternating blocks of requests, so all see the same machine.
    Target: <= 5 ms of CPU per request.
 """
 
@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=400, help="requests per path per concurrency level")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds at concurrency 16")
     parser.add_argument("--cpu-requests", type=int, default=600, help="requests per gateway and kind (real adapters)")
-    parser.add_argument("--baseline", metavar="REF", help="also measure the gateway's code at this commit")
+    parser.add_argument(
+        "--baseline", metavar="REF", action="append", default=[], help="also measure the gateway's code at REF"
+    )
     parser.add_argument("--only", choices=("noop", "real"), help="one part only")
     args = parser.parse_args(argv)
     out: dict = {}
@@ -54,18 +56,20 @@ def main(argv: list[str]) -> int:
                     f"real adapters, {label}, {kind}: {r['cpu_ms_per_request']:.2f} ms CPU/request, "
                     f"p50 {r['latency']['p50_ms']:.2f} ms, {r['aws_calls_total']:g} AWS calls/request ({calls})"
                 )
+        for label, ratio in real["ratios"].items():
+            print(f"CPU per request, current / {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
         print(f"target: <= {TARGET_CPU_MS} ms CPU per request (current): {'met' if real['target_met'] else 'NOT met'}")
     c.write_result("overhead", out)
     return 0
 
 
-def measure_real(total: int, baseline: str | None, block: int = 50) -> dict:
+def measure_real(total: int, baselines: list[str], block: int = 50) -> dict:
     """CPU per request of the gateway(s) with the real adapters, whole and streamed, in alternating blocks."""
     upstream, info = c._spawn("upstream", "emulator")
     gateways: list[c.RealGateway] = []
     try:
         gateways.append(c.start_real_gateway("current", info["regions"]))
-        if baseline:
+        for baseline in baselines:
             source = c.baseline_source(baseline)
             gateways.append(c.start_real_gateway(f"baseline {baseline}", info["regions"], source=source))
         results = asyncio.run(_alternate_blocks(gateways, total, block))
@@ -76,7 +80,20 @@ def measure_real(total: int, baseline: str | None, block: int = 50) -> dict:
         upstream.wait(10)
     current = results["current"]
     ok = all(r["cpu_ms_per_request"] <= TARGET_CPU_MS for r in current.values())
-    return {"target_cpu_ms": TARGET_CPU_MS, "target_met": ok, "requests_per_kind": total, "gateways": results}
+    ratios = {
+        label: {
+            kind: round(current[kind]["cpu_ms_per_request"] / r["cpu_ms_per_request"], 3) for kind, r in kinds.items()
+        }
+        for label, kinds in results.items()
+        if label != "current"
+    }
+    return {
+        "target_cpu_ms": TARGET_CPU_MS,
+        "target_met": ok,
+        "requests_per_kind": total,
+        "gateways": results,
+        "ratios": ratios,
+    }
 
 
 async def _alternate_blocks(gateways: list[c.RealGateway], total: int, block: int) -> dict:
@@ -95,7 +112,7 @@ async def _alternate_blocks(gateways: list[c.RealGateway], total: int, block: in
             cpu = {g.label: 0.0 for g in gateways}
             latencies: dict[str, list[float]] = {g.label: [] for g in gateways}
             for n in range(max(1, total // block)):
-                order = gateways if n % 2 == 0 else gateways[::-1]
+                order = gateways[n % len(gateways) :] + gateways[: n % len(gateways)]  # each goes first in turn
                 for gateway in order:
                     before = c.cpu_seconds(gateway.pid)
                     for _ in range(block):

@@ -92,7 +92,10 @@ def create_app(
     async def lifespan(app: Starlette):
         # Build the botocore clients off the request path: readiness does not wait for them, and the
         # first request rarely does (it waits on the same lock rather than building a second one).
+        from gateway.adapters import aws_loop
+
         loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, aws_loop.warm)
         for upstream in chain.all_upstreams():
             warm = getattr(upstream, "warm", None)
             if warm is not None:
@@ -107,6 +110,7 @@ def create_app(
             close = getattr(upstream, "aclose", None)
             if close is not None:
                 await close()
+        await aws_loop.aclose()  # the AWS connections this loop kept
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -11,6 +11,7 @@ record), which runs concurrently with the reservation, not after it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -54,7 +55,6 @@ class Recorder:
         def before(model, **_kwargs) -> None:
             with self._lock:
                 self.calls.append(Call(label, model.name, "before", time.monotonic()))
-            time.sleep(self.delays.get(model.name, 0.0))  # in the calling thread: the call takes longer
 
         def after(model, **_kwargs) -> None:
             with self._lock:
@@ -64,6 +64,16 @@ class Recorder:
             event, uid = f"{phase}.{service}", f"rt-{id(self)}-{label}-{phase}"
             client.meta.events.register(event, handler, unique_id=uid)
             self._hooked.append((client, event, uid))
+
+    def held(self, get_response):
+        """botocore's send, held `delays[operation]` seconds first: the call takes longer without blocking the
+        event loop, which the app's AWS calls are awaited on (gateway/adapters/aws_loop.py)."""
+
+        async def held(state, request, model, context):
+            await asyncio.sleep(self.delays.get(model.name, 0.0))
+            return await get_response(state, request, model, context)
+
+        return held
 
     def unhook(self) -> None:
         for client, event, uid in self._hooked:
@@ -91,9 +101,12 @@ def sent(calls: list[Call], labels: tuple[str, ...] | str) -> Counter:
 
 
 @pytest.fixture
-def recorder(local_stack, faults):
+def recorder(local_stack, faults, monkeypatch):
+    from gateway.adapters import aws_loop
+
     app = local_stack.app
     rec = Recorder()
+    monkeypatch.setattr(aws_loop, "_get_response", rec.held(aws_loop._get_response))
     rec.hook(app.state.tenancy.store.client, "tenancy")
     rec.hook(app.state.quota.store.client, "quota")
     store = getattr(app.state.breakers, "store", None)

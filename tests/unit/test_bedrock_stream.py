@@ -1,5 +1,6 @@
 """Bedrock streams: the event-stream decoding (as botocore decodes it), the hand-over in batches, and the
-relay sending the events in hand in one write while the first goes out alone."""
+relay sending the events in hand in one write while the first goes out alone. The stream through the
+loop path, against an HTTP server, is in test_aws_loop.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.eventstream import ChecksumMismatch
+from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import EventStreamError
-from gateway.adapters.bedrock import BedrockUpstream, _event_batches
+from gateway.adapters.bedrock import BedrockUpstream, _EventsThenError, decode
 
 from gatewayctl.local.eventstream import chunk_event, exception_event
 from tests.unit.runtime_fakes import settings
@@ -48,8 +49,9 @@ def encoded(events: list[dict[str, Any]]) -> bytes:
 def test_events_decode_whatever_the_reads_boundaries(size: int) -> None:
     raw = encoded(EVENTS)
     reads = [raw[i : i + size] for i in range(0, len(raw), size)]
-    batches = list(_event_batches(Body(reads)))
-    decoded = [value for batch in batches for _, value in batch]
+    decoder = EventStreamBuffer()
+    batches = [batch for batch in (decode(decoder, read) for read in reads) if batch]
+    decoded = [value for batch in batches for value in batch]
 
     assert [json.loads(data) for _, data in decoded] == EVENTS
     assert [name for name, _ in decoded] == [e["type"] for e in EVENTS]
@@ -59,18 +61,18 @@ def test_events_decode_whatever_the_reads_boundaries(size: int) -> None:
 
 def test_an_exception_message_raises_botocores_error_after_the_events_before_it() -> None:
     raw = encoded(EVENTS[:2]) + exception_event("modelStreamErrorException", "boom", originalStatusCode=500)
-    batches = _event_batches(Body([raw]))
-    assert len(next(batches)) == 2
-    with pytest.raises(EventStreamError) as caught:
-        next(batches)
-    assert caught.value.response["Error"] == {"Code": "modelStreamErrorException", "Message": "boom"}
+    with pytest.raises(_EventsThenError) as caught:
+        decode(EventStreamBuffer(), raw)
+    assert len(caught.value.events) == 2
+    assert isinstance(caught.value.error, EventStreamError)
+    assert caught.value.error.response["Error"] == {"Code": "modelStreamErrorException", "Message": "boom"}
 
 
 def test_a_corrupted_message_is_refused() -> None:
     raw = bytearray(encoded(EVENTS[:1]))
     raw[-10] ^= 0xFF
     with pytest.raises(ChecksumMismatch):
-        list(_event_batches(Body([bytes(raw)])))
+        decode(EventStreamBuffer(), bytes(raw))
 
 
 class Client:

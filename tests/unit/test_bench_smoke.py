@@ -40,7 +40,7 @@ def test_the_cost_table_adds_up_and_compares_with_the_model(monkeypatch) -> None
     monkeypatch.setattr(_common, "write_result", lambda name, data: written.update({name: data}))
     monkeypatch.setattr(cost, "measured", lambda: {"latency_ms": 4.0})
 
-    assert cost.main(["--design", "today"]) == 0
+    assert cost.main(["--design", "holds"]) == 0
 
     table = written["cost"]
     total = sum(line["usd_per_million"] for line in table["lines"])
@@ -49,3 +49,12 @@ def test_the_cost_table_adds_up_and_compares_with_the_model(monkeypatch) -> None
     assert table["model_usd_per_million"] == 8250.0
     assert all(line["source"].startswith("https://") for line in table["lines"])
     assert table["share_percent"] == round(table["gateway_usd_per_million"] / 8250.0 * 100, 3)
+    # The audit writer's own lines, not Firehose's; a hot tenant's leases priced beside the holds.
+    items = [line["item"] for line in table["lines"]]
+    assert "Audit writer: Lambda arm64 time" in items and "Firehose (API Gateway access logs)" in items
+    assert not any("Firehose" in item and "audit" in item.lower() for item in items)
+    assert table["other_design"]["design"] == "leases"
+    assert table["other_design"]["gateway_usd_per_million"] < table["gateway_usd_per_million"]
+    records = table["audit_records"]
+    assert records["request_record_bytes"] <= 1024 and records["response_record_bytes"] <= 1024  # 1 KB each billed
+    assert 0 < records["stored_bytes_per_record"] < records["request_record_bytes"]

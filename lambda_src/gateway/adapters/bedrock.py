@@ -3,9 +3,9 @@
 Raw passthrough: the caller's body goes out with `model` and `stream` removed and `anthropic_version`
 set to bedrock-2023-05-31 (anthropic-beta values become `anthropic_beta`); the response body comes back
 unchanged, and each stream chunk's `bytes` is one Anthropic event, re-emitted as is. SDK retries are
-off: the failover loop owns retries and the time budget. botocore is blocking, so calls run on a
-dedicated thread pool (the default executor has only cpu+4 threads) and stream events cross to the
-event loop as they arrive, in batches of what arrived together (BedrockEvents), so nothing is held back.
+off: the failover loop owns retries and the time budget. Calls are awaited on the event loop
+(aws_loop.call: botocore builds, signs and parses, no thread hop), and a stream's events are decoded as
+its bytes arrive, in batches of what arrived together (BedrockEvents), so nothing is held back.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import contextlib
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway.adapters import aws
+from gateway.adapters.aws_loop import call
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
 from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed, timed_out
@@ -28,6 +29,7 @@ from gateway.domain.sse import event_type
 from gateway.settings import Settings
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
+# Reads of a stream that botocore's own HTTP session answered (a proxy is configured), or a fake's: they block.
 EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="upstream")
 
 # Bedrock's exception names (stream events use a lower-case first letter) -> (failover kind, status).
@@ -128,20 +130,20 @@ class BedrockUpstream:
         self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
     ) -> bytes:
         payload = bedrock_body(body, beta)
-        loop = asyncio.get_running_loop()
         try:
-            call = loop.run_in_executor(EXECUTOR, self._invoke, model_id, payload)
-            return await asyncio.wait_for(call, timeout)
+            async with asyncio.timeout(timeout):
+                response = await call(
+                    self.client,
+                    "invoke_model",
+                    modelId=model_id,
+                    body=payload,
+                    contentType="application/json",
+                    accept="application/json",
+                )
+                return response["body"].read()
         except TimeoutError:
-            # The thread goes on with the call: Bedrock may answer (and bill) after we stopped waiting.
+            # The request was sent: Bedrock may answer (and bill) after we stopped waiting.
             raise timed_out("Bedrock did not answer in time") from None
-
-    def _invoke(self, model_id: str, payload: bytes) -> bytes:
-        try:
-            response = self.client.invoke_model(
-                modelId=model_id, body=payload, contentType="application/json", accept="application/json"
-            )
-            return response["body"].read()
         except Exception as exc:
             raise classify(exc) from None
 
@@ -154,10 +156,10 @@ class BedrockUpstream:
 class BedrockEvents:
     """The events of one InvokeModelWithResponseStream, as an async iterator.
 
-    A pump thread reads the blocking botocore stream and hands events to the event loop in batches: one
-    wake-up of the loop for whatever arrived while it was busy, not one per event. `ready()` says how
-    many events are in hand, so the relay can send them in one write (the first event still goes at once).
-    The call starts on the first `__anext__`; `aclose()` stops the pump.
+    The call starts on the first `__anext__`; each read of the answer's body is decoded at once, and its
+    events are in hand together: `ready()` says how many, so the relay can send them in one write (the
+    first event still goes at once). An exception message in the stream is raised after the events that
+    came before it. The whole stream has `timeout` from its start; `aclose()` closes the connection.
     """
 
     def __init__(self, upstream: BedrockUpstream, model_id: str, payload: bytes, timeout: float) -> None:
@@ -165,139 +167,143 @@ class BedrockEvents:
         self._model_id = model_id
         self._payload = payload
         self._timeout = timeout
-        self._items: deque[tuple[str, Any]] = deque()  # the loop's: ("event", (type, data)), then "end"/"error"
-        self._pending: list[tuple[str, Any]] = []  # the pump's, under the lock, until the loop takes them
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._deadline = 0.0
-        self._stop = False
-        self._done = False
+        self._items: deque[tuple[str, bytes]] = deque()
+        self._error: Exception | None = None  # raised once the events before it are taken
+        self._ended = False
+        self._deadline: float | None = None
         self._body: Any = None
+        self._reads: AsyncIterator[list[tuple[str, bytes]]] | None = None
 
     def __aiter__(self) -> BedrockEvents:
         return self
 
     def ready(self) -> int:
         """Events in hand: `__anext__` returns that many without waiting."""
-        n = len(self._items)
-        return n - 1 if n and self._items[-1][0] != "event" else n
+        return len(self._items)
 
     async def __anext__(self) -> tuple[str, bytes]:
-        if self._done:
-            raise StopAsyncIteration
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._deadline = self._loop.time() + self._timeout
-            self._loop.run_in_executor(EXECUTOR, self._pump)
-        if not self._items:
-            await self._wait()
-        kind, value = self._items.popleft()
-        if kind == "event":
-            return value
-        self._finish()
-        if kind == "end":
-            raise StopAsyncIteration
-        raise value
+        while not self._items:
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._finish()
+                raise error
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read()
+        return self._items.popleft()
 
     async def aclose(self) -> None:
-        # The consumer stopped (done, failed over, or the client went away): stop the pump thread.
+        # The consumer stopped (done, failed over, or the client went away): close the connection.
         self._finish()
 
-    async def _wait(self) -> None:
-        assert self._loop is not None
-        self._waiter = self._loop.create_future()
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._deadline is None:
+            self._deadline = loop.time() + self._timeout
+        accepted = self._reads is not None
         try:
             async with asyncio.timeout_at(self._deadline):
-                await self._waiter
+                if self._reads is None:
+                    response = await call(
+                        self._upstream.client,
+                        "invoke_model_with_response_stream",
+                        modelId=self._model_id,
+                        body=self._payload,
+                        contentType="application/json",
+                        accept="application/json",
+                    )
+                    self._body = response["body"]
+                    self._reads = _event_batches(self._body)
+                    accepted = True
+                batch = await anext(self._reads, None)
         except TimeoutError:
             self._finish()
             raise timed_out("the Bedrock stream timed out") from None
-        finally:
-            self._waiter = None
+        except _EventsThenError as failed:
+            self._items.extend(failed.events)
+            self._error = self._failure(failed.error, accepted)
+            return
+        except Exception as exc:
+            self._finish()
+            raise self._failure(exc, accepted) from None
+        if batch is None:
+            self._ended = True
+            self._finish()
+        else:
+            self._items.extend(batch)
+
+    @staticmethod
+    def _failure(exc: BaseException, accepted: bool) -> UpstreamFailure:
+        failure = classify(exc)
+        return possibly_billed(failure) if accepted else failure
 
     def _finish(self) -> None:
-        self._done = True
-        self._stop = True
-        _close(self._body)
+        self._ended = True
+        body, self._body = self._body, None
+        _close(body)
 
-    # -- the pump thread ---------------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        accepted = False
-        try:
-            response = self._upstream.client.invoke_model_with_response_stream(
-                modelId=self._model_id, body=self._payload, contentType="application/json", accept="application/json"
-            )
-            accepted = True
-            self._body = response["body"]
-            for batch in _event_batches(self._body):
-                if self._stop:
-                    break
-                self._put(batch)
-            self._put([("end", None)])
-        except Exception as exc:
-            failure = classify(exc)
-            self._put([("error", possibly_billed(failure) if accepted else failure)])
-        finally:
-            _close(self._body)
+class _EventsThenError(Exception):
+    """A read whose events came before a failure: the events are relayed first, then the failure."""
 
-    def _put(self, items: list[tuple[str, Any]]) -> None:
-        with self._lock:
-            self._pending.extend(items)
-            if self._scheduled:  # the loop has not taken the last ones yet: they go together
-                return
-            self._scheduled = True
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is closed (shutdown): nobody is waiting
-            self._loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self._lock:
-            items, self._pending = self._pending, []
-            self._scheduled = False
-        self._items.extend(items)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def __init__(self, events: list[tuple[str, bytes]], error: Exception) -> None:
+        super().__init__(repr(error))
+        self.events = events
+        self.error = error
 
 
 _OPERATION = "InvokeModelWithResponseStream"
 
 
-def _event_batches(body: Any) -> Iterator[list[tuple[str, Any]]]:
+async def _event_batches(body: Any) -> AsyncIterator[list[tuple[str, bytes]]]:
     """The chunks' Anthropic events, one list per read from the connection.
 
     The connection's bytes go through botocore's own event-stream decoder (EventStreamBuffer: framing
     and both CRCs) but not its shape parser, which costs more CPU per event than the rest of the relay;
     an exception message raises botocore's EventStreamError with its code and message, as botocore's
-    EventStream would. Any other iterable of events (tests' fakes) is read as botocore's events are."""
+    EventStream would (after the events before it, as _EventsThenError). Any other iterable of events
+    (tests' fakes) is read as botocore's events are."""
     from botocore.eventstream import EventStreamBuffer
 
     raw = getattr(body, "_raw_stream", None)
     if raw is None:
-        for event in body:
+        async for event in _blocking(iter(body)):
             chunk = event.get("chunk")
             if chunk is not None:
-                yield [("event", (event_type(chunk["bytes"]), chunk["bytes"]))]
+                yield [(event_type(chunk["bytes"]), chunk["bytes"])]
         return
     decoder = EventStreamBuffer()
-    for data in raw.stream():
-        decoder.add_data(data)
-        batch: list[tuple[str, Any]] = []
-        for message in decoder:
-            headers = message.headers
-            kind = headers.get(":message-type")
-            if kind == "event":
-                if headers.get(":event-type") == "chunk":
-                    chunk = base64.b64decode(json.loads(message.payload)["bytes"])
-                    batch.append(("event", (event_type(chunk), chunk)))
-                continue
-            if batch:  # what came before the failure is relayed first
-                yield batch
-            raise _stream_error(kind, headers, message.payload)
-        if batch:
-            yield batch
+    reads = raw if hasattr(raw, "__aiter__") else _blocking(iter(raw.stream()))
+    async for data in reads:
+        yield decode(decoder, data)
+
+
+def decode(decoder: Any, data: bytes) -> list[tuple[str, bytes]]:
+    """The events `data` completes (with what `decoder` holds from before); an exception message raises
+    botocore's EventStreamError, inside _EventsThenError when events came before it."""
+    decoder.add_data(data)
+    batch: list[tuple[str, bytes]] = []
+    for message in decoder:
+        headers = message.headers
+        kind = headers.get(":message-type")
+        if kind == "event":
+            if headers.get(":event-type") == "chunk":
+                chunk = base64.b64decode(json.loads(message.payload)["bytes"])
+                batch.append((event_type(chunk), chunk))
+            continue
+        error = _stream_error(kind, headers, message.payload)
+        if batch:  # what came before the failure is relayed first
+            raise _EventsThenError(batch, error)
+        raise error
+    return batch
+
+
+async def _blocking(items: Iterator[Any]) -> AsyncIterator[Any]:
+    """A blocking iterator's items, each read on a thread (botocore's own HTTP session's answer, a fake)."""
+    loop = asyncio.get_running_loop()
+    end = object()
+    while (item := await loop.run_in_executor(EXECUTOR, next, items, end)) is not end:
+        yield item
 
 
 def _stream_error(kind: Any, headers: dict[str, str], payload: bytes) -> Exception:
@@ -317,10 +323,11 @@ def _stream_error(kind: Any, headers: dict[str, str], payload: bytes) -> Excepti
 
 def _close(stream: Any) -> None:
     if stream is not None:
-        # close() alone does not wake the pump thread blocked reading a silent upstream: it would hold
-        # the connection (and a thread) until the read timeout. Shutting the socket's read side does
-        # (urllib3 2.3+ HTTPResponse.shutdown).
+        raw = getattr(stream, "_raw_stream", None)
+        # close() alone does not wake a thread blocked reading a silent upstream through botocore's own
+        # session: it would hold the connection (and a thread) until the read timeout. Shutting the
+        # socket's read side does (urllib3 2.3+ HTTPResponse.shutdown). The loop's own stream just closes.
         with contextlib.suppress(Exception):
-            stream._raw_stream.shutdown()
+            raw.shutdown()
         with contextlib.suppress(Exception):  # best effort; the connection is discarded anyway
             stream.close()

@@ -8,10 +8,10 @@ call this: no request waits on it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from gateway.adapters import aws
+from gateway.adapters.aws_loop import call
 from gateway.adapters.dynamo_codec import to_item
 from gateway.domain.breaker import BreakerState
 from gateway.models import tenant_items
@@ -37,13 +37,13 @@ class DynamoBreakerStore:
     async def load(self, keys: list[str]) -> dict[str, BreakerState]:
         if not keys:
             return {}
-        return await asyncio.to_thread(self._load, keys)
+        return await self._load(keys)
 
-    def _load(self, keys: list[str]) -> dict[str, BreakerState]:
+    async def _load(self, keys: list[str]) -> dict[str, BreakerState]:
         request = {self.table: {"Keys": [item_key(k) for k in keys], "ConsistentRead": False}}
         out: dict[str, BreakerState] = {}
         for _ in range(3):  # BatchGetItem may return unprocessed keys under load
-            response = self.client.batch_get_item(RequestItems=request)
+            response = await call(self.client, "batch_get_item", RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
                 key = tenant_items.breaker_name(item["pk"]["S"])
                 out[key] = BreakerState(
@@ -57,13 +57,15 @@ class DynamoBreakerStore:
         return out
 
     async def save(self, key: str, state: BreakerState) -> None:
-        await asyncio.to_thread(self._save, key, state)
+        await self._save(key, state)
 
-    def _save(self, key: str, state: BreakerState) -> None:
+    async def _save(self, key: str, state: BreakerState) -> None:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.put_item(
+            await call(
+                self.client,
+                "put_item",
                 TableName=self.table,
                 Item={
                     **item_key(key),

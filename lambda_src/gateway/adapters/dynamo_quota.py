@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.adapters import aws
+from gateway.adapters.aws_loop import call
 from gateway.adapters.dynamo_codec import from_item
 from gateway.domain.errors import QuotaContentionError, ServiceUnavailableError
 from gateway.domain.ports import HoldGone, WindowRefused
@@ -184,7 +185,7 @@ class DynamoQuotaStore:
         throttled = 0
         while True:
             try:
-                await self._single(lambda: self.client.update_item(**update))
+                await self._single("update_item", update)
                 return
             except _ConditionFailed as failed:
                 if _applied(failed.item, commit):
@@ -206,7 +207,7 @@ class DynamoQuotaStore:
             "ExpressionAttributeValues": {":after": {"N": str(int(unless_after))}},
         }
         with contextlib.suppress(_ConditionFailed, _Throttled):  # another container has just marked it, or will
-            await self._single(lambda: self.client.put_item(**put))
+            await self._single("put_item", put)
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -222,7 +223,7 @@ class DynamoQuotaStore:
                 }
                 if start:
                     query["ExclusiveStartKey"] = start
-                page = await self._read(lambda q=query: self.client.query(**q))
+                page = await self._read("query", query)
                 for raw in page.get("Items", []):
                     record = _record(from_item(raw))
                     if record.state == ACTIVE:
@@ -241,7 +242,7 @@ class DynamoQuotaStore:
             if not pending:
                 break
             request = {self._table: {"Keys": pending, "ConsistentRead": True}}
-            got = await self._read(lambda r=request: self.client.batch_get_item(RequestItems=r))
+            got = await self._read("batch_get_item", {"RequestItems": request})
             for raw in got.get("Responses", {}).get(self._table, []):
                 item = from_item(raw)
                 out[(item["pk"], item["sk"])] = usage_items.counters(item)
@@ -333,9 +334,7 @@ class DynamoQuotaStore:
         while True:
             token = _token(f"{seed}:{attempt}")
             try:
-                await self._single(
-                    lambda t=token: self.client.transact_write_items(TransactItems=items, ClientRequestToken=t)
-                )
+                await self._single("transact_write_items", {"TransactItems": items, "ClientRequestToken": token})
                 return None, contended
             except _Cancelled as cancelled:
                 reasons = cancelled.reasons
@@ -351,13 +350,13 @@ class DynamoQuotaStore:
                 raise _contention()
             await asyncio.sleep(_backoff(contended))
 
-    async def _single(self, call: Callable[[], Any]) -> Any:
+    async def _single(self, method: str, params: dict[str, Any]) -> Any:
         """One call, sent again as it was (same token) while its outcome is unknown; its definite failures
         raised as _Cancelled, _Throttled or _ConditionFailed."""
         resends = 0
         while True:
             try:
-                return await asyncio.to_thread(call)
+                return await call(self.client, method, **params)
             except Exception as exc:
                 code = _code(exc)
                 if code == "TransactionCanceledException":
@@ -373,10 +372,10 @@ class DynamoQuotaStore:
                 log.warning("DynamoDB write outcome unknown (%s); sending it again", code or type(exc).__name__)
                 await asyncio.sleep(_backoff(resends))
 
-    async def _read(self, call: Callable[[], Any]) -> Any:
+    async def _read(self, method: str, params: dict[str, Any]) -> Any:
         for attempt in range(3):
             try:
-                return await asyncio.to_thread(call)
+                return await call(self.client, method, **params)
             except Exception as exc:
                 code = _code(exc)
                 if attempt == 2 or not (code in _THROTTLED or _unknown(exc, code)):

@@ -3,10 +3,10 @@ overrides, one Query on its partition). No caching and no policy here: domain/te
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from gateway.adapters import aws
+from gateway.adapters.aws_loop import call
 from gateway.adapters.dynamo_codec import from_item, guarded, to_item
 from gateway.models import tenant_items
 from gateway.models.tenancy import PrincipalRecord, TenantConfig
@@ -26,16 +26,17 @@ class DynamoTenantStore:
         return self._client
 
     async def principal(self, principal_id: str) -> PrincipalRecord | None:
-        return await guarded(asyncio.to_thread(self._load_principal, principal_id), "the tenant directory")
+        return await guarded(self._load_principal(principal_id), "the tenant directory")
 
     async def tenant(self, tenant_id: str) -> TenantConfig | None:
-        return await guarded(asyncio.to_thread(self._load_tenant, tenant_id), "the tenant directory")
+        return await guarded(self._load_tenant(tenant_id), "the tenant directory")
 
-    def _load_principal(self, principal_id: str) -> PrincipalRecord | None:
-        got = self.client.get_item(TableName=self._table, Key=to_item(tenant_items.principal_key(principal_id)))
+    async def _load_principal(self, principal_id: str) -> PrincipalRecord | None:
+        key = to_item(tenant_items.principal_key(principal_id))
+        got = await call(self.client, "get_item", TableName=self._table, Key=key)
         return tenant_items.principal_from_item(from_item(got["Item"])) if "Item" in got else None
 
-    def _load_tenant(self, tenant_id: str) -> TenantConfig | None:
+    async def _load_tenant(self, tenant_id: str) -> TenantConfig | None:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -43,7 +44,7 @@ class DynamoTenantStore:
             "ExpressionAttributeValues": {":pk": {"S": tenant_items.tenant_pk(tenant_id)}},
         }
         while True:
-            page = self.client.query(**kwargs)
+            page = await call(self.client, "query", **kwargs)
             items += [from_item(i) for i in page.get("Items", [])]
             if "LastEvaluatedKey" not in page:
                 break

@@ -23,6 +23,7 @@ from typing import Any
 
 from gateway import observability
 from gateway.adapters.aws import client
+from gateway.adapters.aws_loop import call
 from gateway.domain.errors import ServiceUnavailableError
 from gateway.models.audit import AuditRecord
 from gateway.models.exchange import Exchange
@@ -99,7 +100,7 @@ class KinesisAuditSink:
     async def record_request(self, exchange: Exchange) -> None:
         record = AuditRecord.from_exchange(exchange, "request")
         try:
-            await asyncio.to_thread(self._put, record)
+            await self._put(record)
         except Exception as exc:  # any failure to write means: do not call the model
             log.error("audit request record not written (request %s): %r", record.request_id, exc)
             self._unrecorded.add(exchange.event_id)
@@ -132,7 +133,7 @@ class KinesisAuditSink:
         for attempt, delay in enumerate((*self._retry_delays, None)):
             try:
                 async with asyncio.timeout_at(deadline):
-                    await asyncio.to_thread(self._put, record)
+                    await self._put(record)
                 return
             except TimeoutError:
                 log.warning("audit %s record: stream attempts out of time", record.event_type)
@@ -149,8 +150,10 @@ class KinesisAuditSink:
             await self._sleep(pause)
         await self._dead_letter(record)
 
-    def _put(self, record: AuditRecord) -> None:
-        self.kinesis.put_record(
+    async def _put(self, record: AuditRecord) -> None:
+        await call(
+            self.kinesis,
+            "put_record",
             StreamName=self._settings.audit_stream,
             Data=(record.to_json() + "\n").encode(),
             PartitionKey=record.tenant_id,
@@ -159,8 +162,9 @@ class KinesisAuditSink:
     async def _dead_letter(self, record: AuditRecord) -> None:
         body = record.to_json()
         try:
-            await asyncio.to_thread(
-                self.sqs.send_message,
+            await call(
+                self.sqs,
+                "send_message",
                 QueueUrl=self._settings.audit_dlq_url,
                 MessageBody=body,
                 MessageAttributes={

@@ -129,13 +129,17 @@ class MeteringState:
         """Each window item's counters as this container knows them (with its pools' items, which hold
         the part of it not leased out), less what this container's own leases hold unused."""
         out: dict[UsageKey, Counters] = {}
+        leasing = any(state.lease is not None or state.draining for state in self.keys.values())
         for charge in charges:
             k = (charge.pk, charge.sk)
             total = Amount.of(self.known.get(k, {})) - self.slack(k)
             if charge.scope == "tenant":
                 for n in range(POOLS):
                     pool = (pool_pk(charge.pk, n), charge.sk)
-                    total = total + Amount.of(self.known.get(pool, {})) - self.slack(pool)
+                    known = self.known.get(pool)
+                    if known is None and not leasing:  # adds nothing: no counters known, no lease's slack
+                        continue
+                    total = total + Amount.of(known or {}) - self.slack(pool)
             out[k] = total.ceil(ZERO).as_dict()
         return out
 

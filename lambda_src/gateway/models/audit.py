@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
@@ -152,7 +152,11 @@ class AuditRecord:
         return self.event_time[:10]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What dataclasses.asdict gives (every field in order, attempts as dicts), without its deep copies:
+        this runs for every record, on the request path."""
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        out["attempts"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS} for a in self.attempts]
+        return out
 
     def to_json(self) -> str:
         """One compact JSON object, no newline (the writer adds one per record)."""
@@ -168,6 +172,10 @@ class AuditRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditRecord:
         return cls.from_dict(json.loads(text))
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(AuditRecord))
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 
 
 def iso_millis(epoch_seconds: float) -> str:
