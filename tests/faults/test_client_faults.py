@@ -25,7 +25,9 @@ def test_a_client_gone_before_the_body_is_complete(rig: Rig, sent_bytes: str) ->
     run = rig.check(tenant_id, [sent], expect_request_records=False)
 
     [outcome] = run.outcomes
+    # Audited as the client's cancellation, under its tenant: not a gateway 500 under `_unknown`.
     assert (outcome["status"], outcome["error_type"]) == (499, "client_disconnected")
+    assert outcome["tenant_id"] == tenant_id
     assert run.rules == ["released"]  # nothing was reserved
     assert rig.upstream_calls() == 0
 
