@@ -101,6 +101,71 @@ def test_a_faulted_quota_write_takes_effect_once(rig: Rig, name: str) -> None:
         assert len(reservation_tokens(rig, tenant_id)) == case.tokens
 
 
+# -- a hot tenant: leases and pools under the same faults ------------------------------------------------
+
+
+def lease_writes(tenant_id: str, write: str, *, after: int = 0) -> Callable[[dict[str, Any]], bool]:
+    """Matches one kind of a hot tenant's lease writes, after the first `after` of that kind: `refill` (a pool
+    takes budget from the window items), `grant` (a lease from a pool), `commit` (the lease's own state item),
+    `give-back` (the lease returned to its pool)."""
+    seen = [0]
+
+    def kinds(body: dict[str, Any]) -> set[str]:
+        found = set()
+        for item in body.get("TransactItems") or [{"UpdateItem": body}]:
+            ((op, write_),) = item.items()
+            sk = (write_.get("Key") or write_.get("Item") or {}).get("sk", {}).get("S", "")
+            found.add(f"{op}:{sk.split('#', 1)[0]}")
+        return found
+
+    def match(body: dict[str, Any]) -> bool:
+        if tenant_id not in json.dumps(body):
+            return False
+        found = kinds(body)
+        wanted = {
+            "refill": "Put:hold" in found and any(k.startswith("Update:") for k in found),
+            "grant": "Put:lease" in found,
+            "commit": "UpdateItem:lease" in found,
+            "give-back": "Delete:lease" in found,
+        }[write]
+        if not wanted:
+            return False
+        seen[0] += 1
+        return seen[0] > after
+
+    return match
+
+
+LEASE_CASES = {
+    # A new hot tenant's first request: a grant from its (empty) pool is refused, the pool refills from the
+    # window items, the grant is made; each request then commits the lease; the check gives it back.
+    "pool refill answer lost after commit": ("TransactWriteItems", "lose", "refill", 0),
+    "lease grant answer lost after commit": ("TransactWriteItems", "lose", "grant", 1),
+    "lease grant answer after the read timeout": ("TransactWriteItems", "late", "grant", 1),
+    "lease commit answer lost after commit": ("UpdateItem", "lose", "commit", 0),
+    "lease commit answer after the read timeout": ("UpdateItem", "late", "commit", 0),
+    "lease commit throttled past botocore's retries": ("UpdateItem", "throttle", "commit", 0),
+    "lease give-back answer lost after commit": ("TransactWriteItems", "lose", "give-back", 0),
+}
+
+
+@pytest.mark.parametrize("name", LEASE_CASES)
+def test_a_hot_tenants_faulted_lease_write_takes_effect_once(rig: Rig, name: str) -> None:
+    operation, kind, write, after = LEASE_CASES[name]
+    tenant_id, user = rig.caller()
+    rig.mark_hot(tenant_id)  # it leases from its first request
+    count = 3 if kind == "throttle" else 1
+    rig.aws_fault("DynamoDB", operation, kind, count=count, match=lease_writes(tenant_id, write, after=after))
+    before = rig.app.state.quota.counts["leases"]
+
+    sent = [rig.send(user, f"{name}, request {n}") for n in range(3)]
+
+    assert [s.status for s in sent] == [200] * 3, sent
+    assert rig.check(tenant_id, sent).rules == ["settled"] * 3  # leases given back: counters exact
+    assert rig.app.state.quota.counts["leases"] > before  # the requests drew from a lease
+    assert rig.proxy is not None and any(seen.fault == kind for seen in rig.proxy.log), "the fault never hit"
+
+
 # -- a write that cannot be made ---------------------------------------------------------------------
 
 
