@@ -6,6 +6,8 @@ request, counters equal to the settlement rules and no reservation left behind (
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,8 @@ class Case:
     streams: tuple[bool, ...] = (False, True)
     error_event: str | None = None  # a stream that ends with an Anthropic `error` event of this type
     patience: dict[str, float] = field(default_factory=dict)  # the chain's and the relay's timeouts
+    breaker: bool | None = True  # us-east-1's breaker counts a failure (None: not checked)
+    alarm: bool = False  # the UpstreamMisconfigured metric (the alarm's) is emitted
 
 
 def error(status: int, error_type: str | None = None) -> dict[str, Any]:
@@ -65,7 +69,7 @@ CASES = {
     ),
     # 424 ModelError, a stream error before any byte was sent: one retry, then next region.
     "424 model error once: retried in the region": Case(
-        [(EAST, "error", error(424))], 200, "settled", [(EAST, 424), (EAST, None)]
+        [(EAST, "error", error(424))], 200, "settled", [(EAST, 424), (EAST, None)], breaker=False
     ),
     "424 model error twice: then the next region": Case(
         [(EAST, "error", {"status": 424, "count": 2})], 200, "settled", [(EAST, 424), (EAST, 424), (WEST, None)]
@@ -76,18 +80,21 @@ CASES = {
         "settled+billed1",
         [(EAST, None), (EAST, None)],  # the failed try's status is the wire's (checked apart)
         streams=(True,),
+        breaker=False,  # the retry in the region succeeded
     ),
     # 400 ValidationException, ServiceQuotaExceeded: no failover, no breaker failure; the error passed on.
-    "400 validation: passed on, released": Case([(EAST, "error", error(400))], 400, "released", [(EAST, 400)]),
+    "400 validation: passed on, released": Case(
+        [(EAST, "error", error(400))], 400, "released", [(EAST, 400)], breaker=False
+    ),
     "400 service quota exceeded: passed on, released": Case(
-        [(EAST, "error", error(400, "ServiceQuotaExceededException"))], 400, "released", [(EAST, 400)]
+        [(EAST, "error", error(400, "ServiceQuotaExceededException"))], 400, "released", [(EAST, 400)], breaker=False
     ),
     # 403 AccessDenied, 404 ResourceNotFound: not retried, alarmed; the next region serves.
     "403 access denied: misconfiguration, next region": Case(
-        [(EAST, "error", error(403))], 200, "settled", [(EAST, 403), (WEST, None)]
+        [(EAST, "error", error(403))], 200, "settled", [(EAST, 403), (WEST, None)], breaker=False, alarm=True
     ),
     "404 not found: misconfiguration, next region": Case(
-        [(EAST, "error", error(404))], 200, "settled", [(EAST, 404), (WEST, None)]
+        [(EAST, "error", error(404))], 200, "settled", [(EAST, 404), (WEST, None)], breaker=False, alarm=True
     ),
     # An error after bytes reached the client: no failover, an Anthropic `error` event, then close.
     "an error after bytes reached the client: an error event, no failover": Case(
@@ -97,6 +104,7 @@ CASES = {
         [(EAST, None)],
         streams=(True,),
         error_event="api_error",
+        breaker=None,
     ),
     "a stall after bytes reached the client: an error event": Case(
         [(EAST, "stall", {"after_events": 3, "hang_seconds": 5, "count": 1})],
@@ -106,6 +114,7 @@ CASES = {
         streams=(True,),
         error_event="api_error",
         patience={"stream_idle_timeout_seconds": 0.5},
+        breaker=None,
     ),
     # Past the Bedrock regions, Vertex; past every upstream, a 529 and nothing charged.
     "both Bedrock regions down: Vertex serves": Case(
@@ -143,6 +152,8 @@ def test_an_upstream_fault_is_answered_recorded_and_settled(
         monkeypatch.setattr(owner, setting, seconds)
         # A whole reply's try waits for what max_tokens could need at the slowest pace: make that instant too.
         monkeypatch.setattr(failover, "SLOWEST_TOKENS_PER_SECOND", 1e6)
+    metrics = io.StringIO()
+    monkeypatch.setattr(rig.app.state.chain.metrics, "stream", metrics)
     body = rig.body(name, stream=stream, model=WIRES[wire])
 
     sent = rig.stream(user, name, body) if stream else rig.send(user, name, body)
@@ -162,6 +173,13 @@ def test_an_upstream_fault_is_answered_recorded_and_settled(
     else:
         assert tries == case.tries, tries
     assert run.rules == [case.rule]
+    breakers = rig.app.state.breakers
+    known = breakers.keys()
+    east = [breakers.get(key).failures for key in known if key.startswith(f"bedrock#{EAST}#")]
+    if case.breaker is not None:
+        assert (sum(east) > 0) == case.breaker, east  # the caller's 400 and misconfiguration never count
+    emitted = {name for line in metrics.getvalue().splitlines() for name in json.loads(line) if name[:1].isupper()}
+    assert ("UpstreamMisconfigured" in emitted) == case.alarm, emitted
 
 
 def test_a_region_that_keeps_failing_is_skipped_once_its_breaker_opens(rig: Rig) -> None:
