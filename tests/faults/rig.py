@@ -4,10 +4,13 @@ after every run (docs/faults.md):
 
 - every request that reached the app has exactly one outcome record, and a `request` record exactly when
   it got past policy and its put was not lost (records are deduplicated by `event_id`, as consumers do);
-- the tenant's usage counters, in every window, equal what the settlement rules give for its requests
-  (docs/tenancy.md): released when nothing was served and nothing possibly billed, settled to the real
-  usage, to the cut-short bound, kept whole when usage is unknown, plus a reservation's worth per try
-  that may have been billed. A reservation left behind, or applied twice, shows here.
+- the tenant's usage counters, in every window (window items plus its pools), once the app's leases are
+  given back, equal what the settlement rules give for its requests (docs/tenancy.md): released when
+  nothing was served and nothing possibly billed, settled to the real usage, to the cut-short bound, kept
+  whole when usage is unknown, plus a reservation's worth per try that may have been billed. A reservation
+  left behind, or applied twice, shows here;
+- no reservation dangles: every hold state item still active is one the rules keep whole, and no lease
+  state item is left.
 """
 
 from __future__ import annotations
