@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from gatewayctl.local import eventstream, rules
 from gatewayctl.local.bedrock_control_plane import ControlPlane
-from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, drop, hang, json_or_none, stream_fault, with_connection
 from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
 
 BEDROCK_VERSION = rules.BEDROCK_VERSION
@@ -232,7 +232,7 @@ class BedrockEmulator:
             *self.control_plane.routes(),
             *self.board.control_routes(),
         ]
-        self.app = Starlette(routes=routes)
+        self.app = with_connection(Starlette(routes=routes))
 
     def region_of(self, request: Request) -> str:
         port = request.scope["server"][1]
@@ -252,6 +252,9 @@ class BedrockEmulator:
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         fault = decision.fault
+        if fault and fault.kind == "disconnect":
+            await drop(request)
+            raise fault_error(Fault(kind="error", status=500))  # not sent: the connection is gone
         if fault and (fault.kind == "timeout" or (fault.kind == "stall" and operation == "invoke")):
             await hang(request, fault.hang_seconds)
         if fault and (fault.kind == "error" or (fault.kind == "midstream" and operation == "invoke")):
@@ -314,6 +317,9 @@ class BedrockEmulator:
             await asyncio.sleep(decision.latency_ms / 1000)
         fault = decision.fault
         try:
+            if fault and fault.kind == "disconnect":
+                await drop(request)
+                raise messages_fault_error(Fault(kind="error", status=500))  # not sent: the connection is gone
             if fault and (fault.kind == "timeout" or (fault.kind == "stall" and not streaming)):
                 await hang(request, fault.hang_seconds)
             if fault and (fault.kind == "error" or (fault.kind == "midstream" and not streaming)):

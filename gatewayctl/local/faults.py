@@ -10,6 +10,7 @@ requests or, with count null, until cleared. Kinds:
   modelStreamErrorException); for non-streaming requests it acts like a 500.
 - `stall`: stream `after_events` events, then send nothing more for `hang_seconds` and close
   the stream unfinished (a stalled upstream); for non-streaming requests it acts like `timeout`.
+- `disconnect`: close the connection without an answer (reset): the client sees a connection error.
 - `latency`: add `latency_ms` before answering; it stacks with the other kinds.
 
 Control API (on the emulator's control port, JSON):
@@ -37,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-KINDS = ("error", "throttle", "timeout", "midstream", "stall", "latency")
+KINDS = ("error", "throttle", "timeout", "midstream", "stall", "disconnect", "latency")
 STREAM_KINDS = ("midstream", "stall")  # faults that act inside a stream
 
 
@@ -171,6 +172,31 @@ class FaultBoard:
             Route("/_emulator/faults/{target}", clear_faults, methods=["DELETE"]),
             Route("/_emulator/requests", requests, methods=["GET", "DELETE"]),
         ]
+
+
+def with_connection(app: Any) -> Any:
+    """The emulator's ASGI app, with each request's connection (uvicorn's transport, which `send` is bound to)
+    in its scope, so that a `disconnect` fault can drop it."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[TRANSPORT] = getattr(getattr(send, "__self__", None), "transport", None)
+        await app(scope, receive, send)
+
+    return asgi
+
+
+TRANSPORT = "emulator.transport"
+
+
+async def drop(request: Request) -> None:
+    """A `disconnect` fault: reset the connection, no answer; returns once the server has seen it go (whatever
+    the caller answers then is not sent)."""
+    transport = request.scope.get(TRANSPORT)
+    if transport is None:
+        raise RuntimeError("a disconnect fault needs the app served through faults.with_connection under uvicorn")
+    transport.abort()
+    await hang(request, 10.0)
 
 
 async def hang(request: Request, seconds: float) -> None:

@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewayctl.local import rules
-from gatewayctl.local.faults import Decision, Fault, FaultBoard, hang, json_or_none, stream_fault
+from gatewayctl.local.faults import Decision, Fault, FaultBoard, drop, hang, json_or_none, stream_fault, with_connection
 from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -128,14 +128,16 @@ class VertexEmulator:
         self.exchanges = 0
         base = "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model_op}"
         self.hidden_models: set[str] = set()
-        self.app = Starlette(
-            routes=[
-                Route("/v1/token", self.token, methods=["POST"]),
-                Route(base, self.predict, methods=["POST"]),
-                Route("/v1/publishers/anthropic/models/{model}", self.publisher_model, methods=["GET"]),
-                Route("/_emulator/catalog", self.catalog_switches, methods=["GET", "POST", "DELETE"]),
-                *self.board.control_routes(),
-            ]
+        self.app = with_connection(
+            Starlette(
+                routes=[
+                    Route("/v1/token", self.token, methods=["POST"]),
+                    Route(base, self.predict, methods=["POST"]),
+                    Route("/v1/publishers/anthropic/models/{model}", self.publisher_model, methods=["GET"]),
+                    Route("/_emulator/catalog", self.catalog_switches, methods=["GET", "POST", "DELETE"]),
+                    *self.board.control_routes(),
+                ]
+            )
         )
 
     def mint(self) -> tuple[str, int]:
@@ -261,6 +263,9 @@ async def _apply(request: Request, decision: Decision, *, streaming: bool) -> Re
     fault = decision.fault
     if fault is None:
         return None
+    if fault.kind == "disconnect":
+        await drop(request)
+        return anthropic_error(500, "Injected fault: disconnected")  # not sent: the connection is gone
     if fault.kind == "timeout" or (fault.kind == "stall" and not streaming):
         await hang(request, fault.hang_seconds)
         return google_error(504, "Deadline exceeded")
