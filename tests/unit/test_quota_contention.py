@@ -90,6 +90,18 @@ async def test_running_out_of_reservation_retries_is_a_429_but_not_a_policy_refu
     assert state.hot_until > 0  # contention makes the key draw from leases from now on
 
 
+async def test_a_settlement_waits_out_longer_contention_than_a_reservation() -> None:
+    # It runs once the caller has its reply: giving up would leave the whole reservation charged.
+    ticks = iter(range(1000))  # each look at the clock, a second later
+    client = ConflictingClient(conflicts=5)
+    quota_, plan = make(client, monotonic=lambda: float(next(ticks)))
+    state = quota_._keys.setdefault("USAGE#t1", KeyState())
+    hold = await quota_._hold(state, plan, switch=False)
+    await quota_.release(Reservation("t1", "p1", plan, {}, (Usage(), 0.0), lease=hold))
+
+    assert len(client.tokens) == 1 + 5 + 1  # the hold, five conflicts over more than 3 s, the release
+
+
 async def test_contention_is_audited_as_error_not_denied() -> None:
     from gateway.domain.errors import QuotaContentionError
 

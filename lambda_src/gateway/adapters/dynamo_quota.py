@@ -59,6 +59,9 @@ _STATE_NAMES = {"#state": "state", "#seq": "seq"}
 # Contention (conflicting transactions, a hot partition's throttling) is retried with jittered backoff
 # for this long before the caller gets a 429.
 CONTENTION_SECONDS = 3.0
+# A settlement or release runs once the caller has its reply, within the finish's 10 s cap: it may wait
+# longer, since giving up leaves its reservation charged (above usage, never below) until the window ends.
+GIVE_BACK_SECONDS = 8.0
 # An unknown outcome is sent again (same token) at most this many times before the call fails.
 UNKNOWN_RESENDS = 2
 _CONTENTION_REASONS = {
@@ -83,6 +86,7 @@ class DynamoQuotaStore:
         *,
         client: Any = None,
         contention_seconds: float = CONTENTION_SECONDS,
+        give_back_seconds: float = GIVE_BACK_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = settings.usage_table
@@ -90,6 +94,7 @@ class DynamoQuotaStore:
         self._region = settings.region
         self._client = client
         self._contention_seconds = contention_seconds
+        self._give_back_seconds = give_back_seconds
         self._monotonic = monotonic
 
     @property
@@ -143,7 +148,9 @@ class DynamoQuotaStore:
         ]
         kind = LEASE if back.home[1].startswith(f"{LEASE}#") else "hold"
         items.append(self._state_end(back, back.outcome, kind))
-        reasons, contended = await self._transact(items, f"{back.id}:{back.outcome}:{back.seq}")
+        reasons, contended = await self._transact(
+            items, f"{back.id}:{back.outcome}:{back.seq}", budget=self._give_back_seconds
+        )
         if reasons is None:
             return Written(True, contended)
         if reasons[-1].get("Code") == "ConditionalCheckFailed":
@@ -324,12 +331,13 @@ class DynamoQuotaStore:
         return {"Update": condition}
 
     async def _transact(
-        self, items: list[dict[str, Any]], seed: str, *, patient: bool = True
+        self, items: list[dict[str, Any]], seed: str, *, patient: bool = True, budget: float | None = None
     ) -> tuple[list[dict[str, Any]] | None, int]:
         """(None, contended) when the transaction went through, (reasons, contended) when a condition
-        failed; contention is retried within CONTENTION_SECONDS (not at all unless `patient`), then
-        QuotaContentionError."""
-        deadline = self._monotonic() + (self._contention_seconds if patient else 0.0)
+        failed; contention is retried within `budget` (CONTENTION_SECONDS unless given; not at all unless
+        `patient`), then QuotaContentionError."""
+        budget = self._contention_seconds if budget is None else budget
+        deadline = self._monotonic() + (budget if patient else 0.0)
         attempt = contended = 0
         while True:
             token = _token(f"{seed}:{attempt}")
