@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import anthropic
 import boto3
 import pytest
 
-from gatewayctl.local.processes import alive, stop
+from gatewayctl.local.processes import alive, free_port_run, stop
 from gatewayctl.target import OUTPUT_KEYS, load_local
 from stacks import definitions
 
@@ -120,28 +119,11 @@ def test_no_token_no_upstream_call(local_stack, gateway_client, faults):
 # -- gatewayctl local up / status / down, as a user runs them -------------------------------------
 
 
-def free_run(n: int) -> int:
-    """A base port with n free consecutive ports after it."""
-    for _ in range(50):
-        base = random.randint(20000, 60000)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                socks.append(sock)
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
-
-
 @pytest.fixture
 def ports():
-    base = free_run(10)
+    # Below the ephemeral range, as `local up --free-ports` picks them: there no outgoing connection of
+    # another test can take one between this check and the stack's bind.
+    base = free_port_run(10)
     return {
         "--gateway-port": base,
         "--moto-port": base + 1,
