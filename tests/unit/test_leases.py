@@ -138,3 +138,12 @@ def test_a_container_forgets_the_locks_of_keys_it_no_longer_serves():
         shared.lock(key), shared.lock(f"hold:{key}")  # a lease's lock and a hold's
     shared.forget_old(policy.hot_seconds + 1)
     assert shared.keys == {} and shared.locks == {}
+
+
+def test_a_hot_mark_this_container_wrote_outlives_the_cached_tenant_record():
+    state = KeyState()
+    state.tenant_hot_until = 1_800_000_120.0  # written by this container a moment ago
+    state.loaded_tenant_mark(0.0)  # the cached record, loaded before the mark
+    assert state.tenant_hot_until == 1_800_000_120.0
+    state.loaded_tenant_mark(1_800_000_300.0)  # another container's later mark, in a fresh record
+    assert state.tenant_hot_until == 1_800_000_300.0

@@ -250,6 +250,11 @@ class KeyState:
     def leases(self) -> list[Lease]:
         return ([self.lease] if self.lease is not None else []) + self.draining + list(self.holds)
 
+    def loaded_tenant_mark(self, until: float) -> None:
+        """The tenant's hot mark as its cached record has it: a mark this container wrote since the record
+        was loaded is later, and stands (else each contention would write the mark again until a reload)."""
+        self.tenant_hot_until = max(self.tenant_hot_until, until)
+
     def sample(self, charged: Amount) -> None:
         if self.per_request is None:
             self.per_request = charged

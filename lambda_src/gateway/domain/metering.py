@@ -106,7 +106,7 @@ class QuotaService:
         state.last_used = now
         state.note_start(now, 60.0)
         state.tenant_id = tenant.tenant_id
-        state.tenant_hot_until = tenant.quota_hot_until
+        state.loaded_tenant_mark(tenant.quota_hot_until)
         refused = state.refused_at(keys_of(plan.charges), plan.amount, now)
         if refused is not None:  # refused a moment ago and nothing given back since: no store call
             self.counts["refused_locally"] += 1
