@@ -294,7 +294,9 @@ class GatewayFunction(Construct):
                         sid="ClaudeApiKeyDecrypt",
                         actions=["kms:Decrypt"],
                         resources=[config.anthropic_api.kms_key_arn],
-                        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{secret_region}.amazonaws.com"}},
+                        conditions={
+                            "StringEquals": {"kms:ViaService": f"secretsmanager.{secret_region}.amazonaws.com"}
+                        },
                     )
                 )
 
