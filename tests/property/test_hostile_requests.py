@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -199,6 +201,17 @@ def _damaged(raw: bytes, which: list[int]) -> bytes:
 
 WORLD = World()
 LOOP = asyncio.new_event_loop()
+# What the run tried and got, for docs/faults.md (written to bench/results/property.json at the end).
+FIGURES: Counter[str] = Counter({"5xx": 0, "refused with a model call": 0, "refused keeping a reservation": 0})
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "property.json"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(dict(sorted(FIGURES.items())), indent=2) + "\n")
+    print(f"\nproperty suite figures: {dict(sorted(FIGURES.items()))}")
 
 
 def send(method: str, path: str, raw: bytes, hdrs: dict[str, str]) -> httpx.Response:
@@ -220,6 +233,12 @@ def test_no_input_gets_a_5xx_and_every_refusal_calls_no_model_and_keeps_nothing(
     kept_before = len(WORLD.quota.kept)
 
     response = send(method, path, raw, hdrs)
+    FIGURES["requests"] += 1
+    FIGURES[f"{response.status_code // 100}xx"] += 1
+    FIGURES["model calls"] += len(WORLD.calls) - calls
+    if response.status_code >= 400:
+        FIGURES["refused with a model call"] += len(WORLD.calls) > calls
+        FIGURES["refused keeping a reservation"] += len(WORLD.quota.kept) > kept_before
 
     assert response.status_code < 500, (response.status_code, response.text[:300])
     assert response.headers.get("request-id")
