@@ -36,7 +36,7 @@ from starlette.routing import Route
 from gatewayctl.local import eventstream, rules
 from gatewayctl.local.bedrock_control_plane import ControlPlane
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, drop, hang, json_or_none, stream_fault, with_connection
-from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
+from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply, sse_events
 
 BEDROCK_VERSION = rules.BEDROCK_VERSION
 
@@ -336,25 +336,6 @@ class BedrockEmulator:
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache"},
         )
-
-
-async def sse_events(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
-    """The Messages API's SSE framing (`event: <type>` / `data: <json>`, a ping after message_start)."""
-    events = reply.events()
-    events.insert(1, {"type": "ping"})
-    for n, event in enumerate(events):
-        if fault is not None and n >= fault.after_events and fault.kind == "stall":
-            await asyncio.sleep(fault.hang_seconds)
-            return
-        if fault is not None and n >= fault.after_events:
-            error = {
-                "type": "error",
-                "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"},
-            }
-            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
-            return
-        yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-        await asyncio.sleep(0)
 
 
 async def _stream(reply: Reply, fault: Fault | None, started: float) -> AsyncIterator[bytes]:

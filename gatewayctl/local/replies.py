@@ -11,13 +11,18 @@ Messages API returns it (https://platform.claude.com/docs/en/build-with-claude/e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.domain.catalog import load_catalog
+
+if TYPE_CHECKING:
+    from gatewayctl.local.faults import Fault
 
 
 @dataclass(frozen=True)
@@ -257,3 +262,22 @@ def _example_input(schema: dict[str, Any], prompt: str = "") -> dict[str, Any]:
             path if path and kind == "string" and ("path" in name or "file" in name) else examples.get(kind, "example")
         )
     return out
+
+
+async def sse_events(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
+    """The Messages API's SSE framing (`event: <type>` / `data: <json>`, a ping after message_start)."""
+    events = reply.events()
+    events.insert(1, {"type": "ping"})
+    for n, event in enumerate(events):
+        if fault is not None and n >= fault.after_events and fault.kind == "stall":
+            await asyncio.sleep(fault.hang_seconds)
+            return
+        if fault is not None and n >= fault.after_events:
+            error = {
+                "type": "error",
+                "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"},
+            }
+            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+            return
+        yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+        await asyncio.sleep(0)

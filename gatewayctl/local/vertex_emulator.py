@@ -34,7 +34,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -44,7 +43,7 @@ from starlette.routing import Route
 
 from gatewayctl.local import rules
 from gatewayctl.local.faults import Decision, Fault, FaultBoard, drop, hang, json_or_none, stream_fault, with_connection
-from gatewayctl.local.replies import Reply, catalog_entry, known_model, make_reply
+from gatewayctl.local.replies import catalog_entry, known_model, make_reply, sse_events
 
 VERTEX_VERSION = "vertex-2023-10-16"
 SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
@@ -251,7 +250,7 @@ class VertexEmulator:
         if operation == "rawPredict":
             return JSONResponse(reply.message(), headers={"request-id": "req_vrtx_" + uuid.uuid4().hex[:20]})
         return StreamingResponse(
-            _sse(reply, stream_fault(decision)),
+            sse_events(reply, stream_fault(decision)),
             media_type="text/event-stream",
             headers={"request-id": "req_vrtx_" + uuid.uuid4().hex[:20], "cache-control": "no-cache"},
         )
@@ -306,21 +305,3 @@ def _validate(raw: bytes, model: str, headers: Any) -> tuple[dict[str, Any], Res
         # The Claude API's words (https://docs.anthropic.com/en/api/beta-headers); Vertex's are unverified.
         return body, anthropic_error(400, f"Unsupported beta header: {flag}")
     return body, None
-
-
-async def _sse(reply: Reply, fault: Fault | None) -> AsyncIterator[bytes]:
-    events = reply.events()
-    events.insert(1, {"type": "ping"})
-    for n, event in enumerate(events):
-        if fault is not None and n >= fault.after_events and fault.kind == "stall":
-            await asyncio.sleep(fault.hang_seconds)
-            return
-        if fault is not None and n >= fault.after_events:
-            error = {
-                "type": "error",
-                "error": {"type": fault.error_type or "overloaded_error", "message": "Overloaded"},
-            }
-            yield f"event: error\ndata: {json.dumps(error)}\n\n".encode()
-            return
-        yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-        await asyncio.sleep(0)

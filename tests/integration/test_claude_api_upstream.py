@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gatewayctl.local.bedrock_emulator import sse_events
-from gatewayctl.local.replies import make_reply
+from gatewayctl.local.replies import make_reply, sse_events
 from gatewayctl.local.servers import ThreadedServer, bind, port_of
 from tests.integration.test_audit_app import serve  # noqa: F401  (the fixture)
 
