@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -343,46 +343,61 @@ class MessagesApiUpstream:
             raise self._failure(response.status_code, response.content, response.headers)
         return response.content
 
-    async def stream(
+    def stream(
         self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
     ) -> AsyncIterator[tuple[str, bytes]]:
-        import httpx
+        async def request() -> Any:
+            import httpx
 
-        payload = messages_body(body, model_id, stream=True)
-        headers = await self._headers(payload, beta, stream=True)
-        client = self._client()
-        request = client.build_request(
-            "POST",
-            self.url,
-            content=payload,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-        )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise transport_failure(exc, NEXT, self.service) from None
-        try:
-            if response.status_code != 200:
-                raise self._failure(response.status_code, await response.aread(), response.headers)
-            parser = SSEParser()
-            try:
-                async for chunk in response.aiter_raw():
-                    for event, data in parser.feed(chunk):
-                        if event == "error":  # accepted, then failed: it may have run
-                            raise possibly_billed(stream_error(data))
-                        yield event, data
-            except httpx.HTTPError as exc:
-                raise possibly_billed(transport_failure(exc, RETRY, self.service)) from None
-        finally:
-            # Shielded: when the client leaves, Starlette cancels the relay, and an unshielded close
-            # would be cancelled before the connection is released.
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            payload = messages_body(body, model_id, stream=True)
+            headers = await self._headers(payload, beta, stream=True)
+            return self._client().build_request(
+                "POST",
+                self.url,
+                content=payload,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            )
+
+        return relay_sse(self._client(), request, self.service, self._failure)
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+
+async def relay_sse(
+    client: Any,
+    request: Callable[[], Awaitable[Any]],
+    service: str,
+    failure: Callable[[int, bytes, Mapping[str, str]], Exception],
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Send a streaming Messages request (httpx) and relay its SSE events, for every upstream that speaks
+    the Messages API: a connection that fails before an answer is the next region's, an answer other than
+    200 is `failure`'s to classify, and a stream that fails once accepted may have run (possibly billed)."""
+    import httpx
+
+    try:
+        response = await client.send(await request(), stream=True)
+    except httpx.HTTPError as exc:
+        raise transport_failure(exc, NEXT, service) from None
+    try:
+        if response.status_code != 200:
+            raise failure(response.status_code, await response.aread(), response.headers)
+        parser = SSEParser()
+        try:
+            async for chunk in response.aiter_raw():
+                for event, data in parser.feed(chunk):
+                    if event == "error":  # accepted, then failed: it may have run
+                        raise possibly_billed(stream_error(data))
+                    yield event, data
+        except httpx.HTTPError as exc:
+            raise possibly_billed(transport_failure(exc, RETRY, service)) from None
+    finally:
+        # Shielded: when the client leaves, Starlette cancels the relay, and an unshielded close
+        # would be cancelled before the connection is released.
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
 
 
 # -- which catalog entries each upstream serves ---------------------------------------------------

@@ -15,13 +15,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-
-from gateway.adapters.messages_api import stream_error, transport_failure
+from gateway.adapters.messages_api import relay_sse, transport_failure
 from gateway.domain.catalog import CatalogEntry
 from gateway.domain.errors import ERROR_TYPE_BY_STATUS
-from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure, possibly_billed
-from gateway.domain.sse import SSEParser
+from gateway.domain.failover import CLIENT, MISCONFIG, NEXT, RETRY, UpstreamFailure
 from gateway.settings import Settings
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -161,40 +158,22 @@ class VertexUpstream:
             raise classify_http(response.status_code, response.content)
         return response.content
 
-    async def stream(
+    def stream(
         self, model_id: str, body: dict[str, Any], *, beta: tuple[str, ...], timeout: float
     ) -> AsyncIterator[tuple[str, bytes]]:
-        import httpx
+        async def request() -> Any:
+            import httpx
 
-        headers = await self._headers()
-        request = self._client().build_request(
-            "POST",
-            self.url(model_id, "streamRawPredict"),
-            content=vertex_body(body, beta, stream=True),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-        )
-        try:
-            response = await self._client().send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise transport_failure(exc, NEXT, SERVICE) from None
-        try:
-            if response.status_code != 200:
-                raise classify_http(response.status_code, await response.aread())
-            parser = SSEParser()
-            try:
-                async for chunk in response.aiter_raw():
-                    for event, data in parser.feed(chunk):
-                        if event == "error":  # accepted, then failed: it may have run
-                            raise possibly_billed(stream_error(data))
-                        yield event, data
-            except httpx.HTTPError as exc:
-                raise possibly_billed(transport_failure(exc, RETRY, SERVICE)) from None
-        finally:
-            # Shielded: when the client leaves, Starlette cancels the relay, and an unshielded close
-            # would be cancelled before the connection is released.
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            headers = await self._headers()
+            return self._client().build_request(
+                "POST",
+                self.url(model_id, "streamRawPredict"),
+                content=vertex_body(body, beta, stream=True),
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            )
+
+        return relay_sse(self._client(), request, SERVICE, lambda status, content, _: classify_http(status, content))
 
     async def aclose(self) -> None:
         if self._http is not None:
