@@ -176,49 +176,21 @@ class AuditTrail(Construct):
             },
         )
 
-        self.dlq = sqs.Queue(
-            self,
+        self.dlq = self._evidence_queue(
             AUDIT_DLQ_ID,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        pin_logical_id(self.dlq, AUDIT_DLQ_ID)
-        suppress(
-            self.dlq,
-            {
-                "AwsSolutions-SQS3": (
-                    "This queue is itself the dead-letter queue of the audit path (records the runtime could not put "
-                    "on the stream); an alarm fires on its depth and operators replay it."
-                )
-            },
+            key,
+            "This queue is itself the dead-letter queue of the audit path (records the runtime could not put "
+            "on the stream); an alarm fires on its depth and operators replay it.",
         )
 
         # Records the writer could not deliver (Kinesis batches past their retries, access-log objects past
         # Lambda's asynchronous retries): metadata to replay from (shard and sequence numbers, the staged key),
         # so it is apart from the audit DLQ, whose messages are records that `redrive-dlq` puts back.
-        self.writer_failures = sqs.Queue(
-            self,
+        self.writer_failures = self._evidence_queue(
             WRITER_FAILURES_ID,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        pin_logical_id(self.writer_failures, WRITER_FAILURES_ID)
-        suppress(
-            self.writer_failures,
-            {
-                "AwsSolutions-SQS3": (
-                    "This queue is itself the on-failure destination of the audit writer (what it could not deliver, "
-                    "with the stream positions or staged object to replay); an alarm fires on its depth."
-                )
-            },
+            key,
+            "This queue is itself the on-failure destination of the audit writer (what it could not deliver, "
+            "with the stream positions or staged object to replay); an alarm fires on its depth.",
         )
 
         self.staging_bucket = self._staging_bucket()
@@ -285,6 +257,22 @@ class AuditTrail(Construct):
         self._catalog(config)
 
     # -- the audit writer ---
+
+    def _evidence_queue(self, construct_id: str, key: kms.IKey, why_no_dlq: str) -> sqs.Queue:
+        """A queue of what the audit path could not deliver: under the audit key, kept 14 days, retained."""
+        queue = sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            data_key_reuse=Duration.hours(1),
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        pin_logical_id(queue, construct_id)
+        suppress(queue, {"AwsSolutions-SQS3": why_no_dlq})
+        return queue
 
     def _writer(
         self,
